@@ -1,0 +1,28 @@
+# HIRL-SimSiam, ResNet-50, ImageNet-1k, 200 epochs: MMPretrain's SimSiam plus
+# HIRL with the reference settings (total batch 512 = 8 x 64,
+# lr 0.05 x 512 / 256, prototypes [30000, 10000, 1000] from epoch 20,
+# 1000 negative paths).
+_base_ = 'mmpretrain::simsiam/simsiam_resnet50_8xb32-coslr-200e_in1k.py'
+custom_imports = dict(imports=['hirl_mm'], allow_failed_imports=False)
+
+num_clusters = [30000, 10000, 1000]
+model = dict(
+    _delete_=True,
+    type='HiRL',
+    base=_base_.model,
+    num_clusters=num_clusters,
+    neck=dict(type='HiRLNeck', in_channels=2048, num_mlp_layer=2),
+    head=dict(type='HiRLSPDHead', num_neg_path=1000),
+    loss_weight=1.0)
+
+train_dataloader = dict(batch_size=64)
+lr = 0.1
+optim_wrapper = dict(optimizer=dict(lr=lr))
+custom_hooks = [
+    dict(type='SimSiamHook', priority='HIGH', fix_pred_lr=True, lr=lr),
+    # SimSiam's projector output (2048-d) is what gets clustered.
+    dict(type='HiRLPrototypeHook', warmup_epochs=20),
+]
+# The level MLPs get no gradient until the prototypes exist.
+model_wrapper_cfg = dict(
+    type='MMDistributedDataParallel', find_unused_parameters=True)

@@ -1,0 +1,65 @@
+import gzip
+import os.path as osp
+from typing import Optional
+
+import numpy as np
+
+from mmpretrain.registry import DATASETS
+from .base_hierarchical import HiRLHierarchicalDataset
+
+DEBIAN_PATH = '/usr/share/datasets/fashion-mnist'
+FILES = dict(
+    train=('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz'),
+    test=('t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz'))
+
+
+def read_idx(path: str) -> np.ndarray:
+    """Read an (optionally gzipped) idx file into a uint8 array."""
+    opener = gzip.open if path.endswith('.gz') else open
+    with opener(path, 'rb') as f:
+        data = f.read()
+    ndim = data[3]
+    shape = np.frombuffer(data, '>u4', ndim, offset=4)
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+@DATASETS.register_module()
+class HiRLFashionMNIST(HiRLHierarchicalDataset):
+    """Fashion-MNIST (60k train / 10k test, 28 x 28) with a coarse level.
+
+    Coarse classes: tops = {T-shirt/top, Pullover, Coat, Shirt}, bottoms &
+    dresses = {Trouser, Dress}, footwear = {Sandal, Sneaker, Ankle boot},
+    bags = {Bag}. The idx files come from Debian's ``dataset-fashion-mnist``
+    package or any folder holding the four original ``*.gz`` files.
+
+    Args:
+        source_root (str): Folder with the idx files. Defaults to
+            ``/usr/share/datasets/fashion-mnist``.
+        **kwargs: See :class:`HiRLHierarchicalDataset`.
+    """
+
+    NAME = 'fashion_mnist'
+    METAINFO = dict(
+        classes=('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat',
+                 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'),
+        coarse_classes=('tops', 'bottoms & dresses', 'footwear', 'bags'))
+    FINE_TO_COARSE = (0, 1, 0, 1, 0, 2, 0, 2, 3, 2)
+
+    def __init__(self, source_root: Optional[str] = DEBIAN_PATH, **kwargs):
+        self.source_root = source_root
+        super().__init__(**kwargs)
+
+    def generate(self, split: str):
+        paths = [osp.join(self.source_root, f) for f in FILES[split]]
+        missing = [p for p in paths if not osp.isfile(p)]
+        if missing:
+            raise FileNotFoundError(
+                f'Fashion-MNIST files not found: {missing}. Install them with '
+                '`apt-get install dataset-fashion-mnist` (Debian/Ubuntu) or '
+                'set `source_root` to a folder holding '
+                f'{", ".join(FILES["train"] + FILES["test"])}.')
+        images, labels = (read_idx(p) for p in paths)
+        if len(images) != len(labels):
+            raise ValueError(f'{paths[0]} has {len(images)} images but '
+                             f'{paths[1]} has {len(labels)} labels.')
+        return images, labels

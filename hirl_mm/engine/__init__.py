@@ -1,0 +1,3 @@
+from .hooks import HiRLPrototypeHook
+
+__all__ = ['HiRLPrototypeHook']

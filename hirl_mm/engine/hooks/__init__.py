@@ -1,0 +1,3 @@
+from .prototype_hook import HiRLPrototypeHook
+
+__all__ = ['HiRLPrototypeHook']

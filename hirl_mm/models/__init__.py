@@ -1,0 +1,6 @@
+from .hirl import HiRL
+from .hirl_neck import HiRLNeck
+from .prototypes import HierarchicalPrototypes
+from .spd_head import HiRLSPDHead
+
+__all__ = ['HiRL', 'HiRLNeck', 'HiRLSPDHead', 'HierarchicalPrototypes']

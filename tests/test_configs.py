@@ -1,0 +1,52 @@
+import glob
+import os.path as osp
+
+import pytest
+from mmengine.config import Config
+
+from mmpretrain.registry import HOOKS, MODELS
+from toy import CONFIGS
+
+ALL = sorted(
+    p for p in glob.glob(osp.join(CONFIGS, '**', '*.py'), recursive=True)
+    if '_base_' not in p)
+
+
+def test_the_documented_paths_exist():
+    assert osp.join(CONFIGS, 'hirl_simsiam_r50.py') in ALL
+    assert osp.join(CONFIGS, 'hirl_mocov2_r50.py') in ALL
+
+
+@pytest.mark.parametrize('path', ALL, ids=lambda p: osp.relpath(p, CONFIGS))
+def test_config_loads_and_builds(path):
+    cfg = Config.fromfile(path)
+    assert cfg.custom_imports.imports == ['hirl_mm']
+    model = MODELS.build(
+        dict(cfg.model, data_preprocessor=cfg.get('data_preprocessor')))
+    for hook in cfg.get('custom_hooks', []):
+        hook = dict(hook)
+        hook.pop('priority', None)  # the Runner's argument, not the hook's
+        HOOKS.build(hook)
+    if cfg.model.type == 'HiRL':
+        assert model.num_clusters == list(cfg.num_clusters)
+        assert model.hirl_neck.mlps[0][0].in_features == \
+            cfg.model.neck.in_channels
+        assert any(h.type == 'HiRLPrototypeHook' for h in cfg.custom_hooks)
+
+
+@pytest.mark.parametrize('name', ['hirl_simsiam_r50.py', 'hirl_mocov2_r50.py'])
+def test_reference_settings(name):
+    cfg = Config.fromfile(osp.join(CONFIGS, name))
+    assert cfg.model.num_clusters == [30000, 10000, 1000]
+    assert cfg.model.head.num_neg_path == 1000
+    hook = [h for h in cfg.custom_hooks if h.type == 'HiRLPrototypeHook'][0]
+    assert hook.warmup_epochs == 20
+    assert cfg.train_cfg.max_epochs == 200
+    assert cfg.model.base.backbone.depth == 50
+    if 'simsiam' in name:
+        assert cfg.train_dataloader.batch_size * 8 == 512
+        assert cfg.optim_wrapper.optimizer.lr == 0.1
+    else:
+        assert cfg.train_dataloader.batch_size * 8 == 256
+        assert cfg.optim_wrapper.optimizer.lr == 0.03
+        assert cfg.model.base.queue_len == 16384

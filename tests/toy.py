@@ -1,0 +1,44 @@
+"""Toy-size versions of the embedded configs, shared by the tests."""
+import os.path as osp
+
+from mmengine.config import Config
+
+CONFIGS = osp.join(osp.dirname(osp.dirname(__file__)), 'configs')
+HIRL_SIMSIAM = osp.join(CONFIGS, 'hirl',
+                        'hirl-simsiam_resnet18_1xb64-coslr-10e_fmnist.py')
+
+
+def toy_cfg(work_dir,
+            config: str = HIRL_SIMSIAM,
+            max_epochs: int = 3,
+            warmup_epochs: int = 1,
+            num_clusters=(15, 5),
+            num_train: int = 8,
+            batch_size: int = 20,
+            seed: int = 0) -> Config:
+    """The config on 15 x ``num_train`` photo patches, deterministic."""
+    cfg = Config.fromfile(config)
+    cfg.work_dir = str(work_dir)
+    cfg.train_dataloader.batch_size = batch_size
+    cfg.train_dataloader.num_workers = 0
+    cfg.train_dataloader.persistent_workers = False
+    cfg.train_dataloader.dataset = dict(
+        type='HiRLPhotoPatches',
+        split='train',
+        num_train=num_train,
+        num_test=2,
+        pipeline=cfg.train_pipeline)
+    cfg.train_cfg.max_epochs = max_epochs
+    cfg.param_scheduler = []
+    cfg.default_hooks.logger.interval = 1
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1)
+    cfg.randomness = dict(seed=seed, deterministic=True)
+    cfg.log_level = 'WARNING'
+    if cfg.model.type == 'HiRL':
+        cfg.model.num_clusters = list(num_clusters)
+        for hook in cfg.custom_hooks:
+            if hook.type == 'HiRLPrototypeHook':
+                hook.warmup_epochs = warmup_epochs
+                hook.num_workers = 0
+                hook.kmeans_cfg = dict(nredo=1, niter=10)
+    return cfg
