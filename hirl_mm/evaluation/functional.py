@@ -39,7 +39,7 @@ def weighted_knn(train_feats: torch.Tensor,
         for k in ks:
             votes = torch.zeros(len(feats), num_classes)
             votes.scatter_add_(1, neighbour_labels[:, :k], weight[:, :k])
-            pred = votes.topk(max(topk), dim=1)[1]  # B x T
+            pred = votes.topk(min(max(topk), num_classes), dim=1)[1]  # B x T
             hit = pred == labels[:, None]
             for t in topk:
                 correct[(k, t)] += int(hit[:, :t].any(dim=1).sum())
