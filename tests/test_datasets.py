@@ -107,3 +107,87 @@ def test_photo_patches(tmp_path):
     np.testing.assert_array_equal(img_a, img_b)  # seeded
     img_t = cv2.imread(test.get_data_info(0)['img_path'])
     assert not np.array_equal(img_a, img_t)
+
+
+def write_cifar(root, kind):
+    """A tiny CIFAR-10/100 python archive: 2 images per class."""
+    import pickle
+    import tarfile
+    rng = np.random.RandomState(0)
+    folder = root / ('cifar-10-batches-py' if kind == 10 else
+                     'cifar-100-python')
+    folder.mkdir(parents=True)
+
+    def batch(n):
+        fine = np.arange(n) % kind
+        data = dict({b'data': rng.randint(0, 255, (n, 3072), dtype=np.uint8)})
+        if kind == 10:
+            data[b'labels'] = fine.tolist()
+        else:
+            data[b'fine_labels'] = fine.tolist()
+            data[b'coarse_labels'] = (fine // 5).tolist()
+        return data
+
+    names = ([f'data_batch_{i}' for i in range(1, 6)] + ['test_batch']
+             if kind == 10 else ['train', 'test'])
+    for name in names:
+        with open(folder / name, 'wb') as f:
+            pickle.dump(batch(2 * kind), f)
+    if kind == 100:
+        with open(folder / 'meta', 'wb') as f:
+            pickle.dump({
+                b'fine_label_names': [f'f{i}'.encode() for i in range(100)],
+                b'coarse_label_names': [f'c{i}'.encode() for i in range(20)]
+            }, f)
+    archive = root / f'{folder.name}.tar.gz'
+    with tarfile.open(archive, 'w:gz') as tar:
+        tar.add(folder, arcname=folder.name)
+    return folder, archive
+
+
+def test_cifar10_folder_and_archive(tmp_path):
+    from hirl_mm.datasets import HiRLCIFAR10
+    folder, archive = write_cifar(tmp_path / 'src', 10)
+    a = HiRLCIFAR10(source_root=str(folder), data_root=str(tmp_path / 'a'))
+    b = HiRLCIFAR10(source_root=str(archive), data_root=str(tmp_path / 'b'),
+                    split='test')
+    assert len(a) == 5 * 20 and len(b) == 20
+    info = a.get_data_info(3)  # class 3: cat -> animals
+    assert info['gt_label'] == 3 and info['coarse_label'] == 1
+    assert a.get_data_info(8)['coarse_label'] == 0  # ship -> vehicles
+    import cv2
+    import pickle
+    with open(folder / 'data_batch_1', 'rb') as f:
+        raw = pickle.load(f, encoding='bytes')[b'data'][3]
+    img = cv2.imread(info['img_path'])
+    np.testing.assert_array_equal(img[..., ::-1].transpose(2, 0, 1).ravel(),
+                                  raw)
+    with pytest.raises(FileNotFoundError, match='source_root'):
+        HiRLCIFAR10(source_root=str(tmp_path / 'nowhere'),
+                    data_root=str(tmp_path / 'c'))
+
+
+def test_cifar100_coarse_labels(tmp_path):
+    from hirl_mm.datasets import HiRLCIFAR100
+    _, archive = write_cifar(tmp_path / 'src', 100)
+    ds = HiRLCIFAR100(source_root=str(archive), data_root=str(tmp_path / 'a'))
+    assert len(ds) == 200
+    assert ds.metainfo['coarse_classes'][19] == 'c19'
+    np.testing.assert_array_equal(ds.get_coarse_labels(),
+                                  ds.get_gt_labels() // 5)
+
+
+def test_imagenet_style_folders(tmp_path):
+    """User folders go through MMPretrain's own datasets."""
+    import cv2
+    from mmpretrain.datasets import CustomDataset
+    for cls in ('n01', 'n02'):
+        (tmp_path / 'train' / cls).mkdir(parents=True)
+        for i in range(3):
+            cv2.imwrite(str(tmp_path / 'train' / cls / f'{i}.png'),
+                        np.full((8, 8, 3), i, np.uint8))
+    ds = CustomDataset(data_root=str(tmp_path), data_prefix='train')
+    assert len(ds) == 6 and ds.get_gt_labels().tolist() == [0] * 3 + [1] * 3
+    assert ds.get_data_info(4)['sample_idx'] == 4
+    with pytest.raises(FileNotFoundError, match='nowhere'):
+        CustomDataset(data_root=str(tmp_path / 'nowhere'))
