@@ -3,6 +3,6 @@ from .version import __version__
 
 register_safe_globals()
 
-from . import datasets, engine, models  # noqa: E402,F401
+from . import datasets, engine, evaluation, models  # noqa: E402,F401
 
 __all__ = ['__version__']

@@ -1,5 +1,7 @@
+import gzip
 import os
 
+import numpy as np
 import pytest
 
 
@@ -8,3 +10,23 @@ def _data_cache(tmp_path_factory):
     """Embedded data sets are written under a per-session folder."""
     os.environ.setdefault('HIRL_MM_DATA',
                           str(tmp_path_factory.mktemp('hirl_mm_data')))
+
+
+def write_idx(path, array):
+    header = bytes([0, 0, 8, array.ndim]) + np.array(
+        array.shape, dtype='>u4').tobytes()
+    with gzip.open(path, 'wb') as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture
+def fake_fmnist(tmp_path):
+    """A 40/20-image Fashion-MNIST in the original idx format."""
+    rng = np.random.RandomState(0)
+    src = tmp_path / 'src'
+    src.mkdir()
+    for prefix, n in (('train', 40), ('t10k', 20)):
+        write_idx(src / f'{prefix}-images-idx3-ubyte.gz',
+                  rng.randint(0, 255, (n, 28, 28)))
+        write_idx(src / f'{prefix}-labels-idx1-ubyte.gz', np.arange(n) % 10)
+    return src

@@ -21,8 +21,10 @@ def test_the_documented_paths_exist():
 def test_config_loads_and_builds(path):
     cfg = Config.fromfile(path)
     assert cfg.custom_imports.imports == ['hirl_mm']
-    model = MODELS.build(
-        dict(cfg.model, data_preprocessor=cfg.get('data_preprocessor')))
+    model_cfg = dict(cfg.model)
+    if cfg.get('data_preprocessor'):  # as the Runner merges it
+        model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
+    model = MODELS.build(model_cfg)
     for hook in cfg.get('custom_hooks', []):
         hook = dict(hook)
         hook.pop('priority', None)  # the Runner's argument, not the hook's

@@ -1,4 +1,3 @@
-import gzip
 import os.path as osp
 
 import numpy as np
@@ -7,26 +6,7 @@ import pytest
 from hirl_mm.datasets import (HiRLFashionMNIST, HiRLPhotoPatches,
                               balanced_subset)
 from hirl_mm.datasets.fashion_mnist import read_idx
-
-
-def write_idx(path, array):
-    header = bytes([0, 0, 8, array.ndim]) + np.array(
-        array.shape, dtype='>u4').tobytes()
-    with gzip.open(path, 'wb') as f:
-        f.write(header + array.astype(np.uint8).tobytes())
-
-
-@pytest.fixture
-def fake_fmnist(tmp_path):
-    """A 40/20-image Fashion-MNIST in the original idx format."""
-    rng = np.random.RandomState(0)
-    src = tmp_path / 'src'
-    src.mkdir()
-    for prefix, n in (('train', 40), ('t10k', 20)):
-        write_idx(src / f'{prefix}-images-idx3-ubyte.gz',
-                  rng.randint(0, 255, (n, 28, 28)))
-        write_idx(src / f'{prefix}-labels-idx1-ubyte.gz', np.arange(n) % 10)
-    return src
+from conftest import write_idx
 
 
 def test_read_idx_roundtrip(tmp_path):

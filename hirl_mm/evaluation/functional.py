@@ -27,8 +27,8 @@ def weighted_knn(train_feats: torch.Tensor,
     train_feats = F.normalize(train_feats.float(), dim=1)
     test_feats = F.normalize(test_feats.float(), dim=1)
     num_classes = int(max(train_labels.max(), test_labels.max())) + 1
-    ks = [min(k, len(train_feats)) for k in ks]
-    max_k = max(ks)
+    # k larger than the bank uses the whole bank (keys keep the asked k)
+    max_k = min(max(ks), len(train_feats))
     correct = {(k, t): 0 for k in ks for t in topk}
     for start in range(0, len(test_feats), chunk_size):
         feats = test_feats[start:start + chunk_size]
@@ -69,3 +69,24 @@ def clustering_scores(labels: np.ndarray,
         ami=100 * metrics.adjusted_mutual_info_score(labels, preds),
         ari=100 * metrics.adjusted_rand_score(labels, preds),
         acc=hungarian_accuracy(labels, preds))
+
+
+def prototype_tree_scores(paths: np.ndarray,
+                          labels: Dict[str, np.ndarray]) -> Dict[str, float]:
+    """How well each level of a learned prototype tree matches each labelling.
+
+    Args:
+        paths (np.ndarray): (N, L) cluster id of every training image at
+            every level.
+        labels (dict): Label arrays, e.g. ``dict(fine=..., coarse=...)``.
+
+    Returns:
+        dict: ``{f'level{l}_{name}_{metric}': score}`` (NMI, AMI, ARI,
+        Hungarian ACC).
+    """
+    scores = {}
+    for lvl in range(paths.shape[1]):
+        for name, lab in labels.items():
+            for metric, value in clustering_scores(lab, paths[:, lvl]).items():
+                scores[f'level{lvl}_{name}_{metric}'] = value
+    return scores

@@ -1,0 +1,4 @@
+# Semi-supervised fine-tuning with 10% of the labels (6000 images).
+_base_ = './resnet18_semi-1pct-coslr-20e_fmnist.py'
+
+train_dataloader = dict(dataset=dict(subset_size=6000))

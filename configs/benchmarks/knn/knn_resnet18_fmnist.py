@@ -1,0 +1,33 @@
+# Weighted kNN (k = 10/20/100/200, T = 0.07) and k-means clustering metrics
+# of a pre-trained ResNet-18 on embedded Fashion-MNIST, fine and coarse:
+#   tools/test.py configs/benchmarks/knn/knn_resnet18_fmnist.py CKPT
+_base_ = [
+    '../../_base_/datasets/fmnist_bs256_cls.py',
+    '../../_base_/cpu_runtime.py',
+]
+
+model = dict(
+    type='HiRLFeatureModel',
+    backbone=dict(type='ResNet', depth=18, norm_cfg=dict(type='BN')))
+
+train_dataloader = None
+val_dataloader = None
+val_evaluator = None
+test_dataloader = dict(
+    dataset=dict(
+        _delete_=True,
+        type='HiRLKNNDataset',
+        bank=dict(
+            type=_base_.dataset_type,
+            split='train',
+            subset_size=10000,
+            pipeline=_base_.test_pipeline),
+        query=dict(
+            type=_base_.dataset_type,
+            split='test',
+            pipeline=_base_.test_pipeline)))
+test_evaluator = [
+    dict(type='HiRLKNNMetric', ks=(10, 20, 100, 200), temperature=0.07),
+    dict(type='HiRLClusteringMetric'),
+]
+test_cfg = dict()
