@@ -31,8 +31,9 @@ def test_mmengine_objects_load_safely(tmp_path):
 
 
 def test_unexpected_pickled_object_is_refused(tmp_path, capsys):
-    torch.save(dict(state_dict=dict(w=torch.ones(1)), x=NotAllowed()),
-               tmp_path / 'bad.pth')
+    torch.save(
+        dict(state_dict=dict(w=torch.ones(1)), x=NotAllowed()),
+        tmp_path / 'bad.pth')
     with pytest.raises(pickle.UnpicklingError, match='print'):
         torch.load(tmp_path / 'bad.pth')
     with pytest.raises(pickle.UnpicklingError):

@@ -3,7 +3,6 @@ import os.path as osp
 
 import pytest
 from mmengine.config import Config
-
 from mmpretrain.registry import HOOKS, MODELS
 from toy import CONFIGS
 

@@ -2,11 +2,11 @@ import os.path as osp
 
 import numpy as np
 import pytest
+from conftest import write_idx
 
 from hirl_mm.datasets import (HiRLFashionMNIST, HiRLPhotoPatches,
                               balanced_subset)
 from hirl_mm.datasets.fashion_mnist import read_idx
-from conftest import write_idx
 
 
 def test_read_idx_roundtrip(tmp_path):
@@ -24,19 +24,21 @@ def test_fashion_mnist_labels_and_hierarchy(fake_fmnist, tmp_path):
     assert info['sample_idx'] == 13
     assert osp.isfile(info['img_path'])
     coarse = ds.get_coarse_labels()
-    np.testing.assert_array_equal(
-        coarse[:10], [0, 1, 0, 1, 0, 2, 0, 2, 3, 2])
+    np.testing.assert_array_equal(coarse[:10], [0, 1, 0, 1, 0, 2, 0, 2, 3, 2])
     assert ds.metainfo['coarse_classes'][3] == 'bags'
     test = HiRLFashionMNIST(
-        split='test', source_root=str(fake_fmnist),
+        split='test',
+        source_root=str(fake_fmnist),
         data_root=str(tmp_path / 'cache'))
     assert len(test) == 20
 
 
 def test_fashion_mnist_images_load_through_the_pipeline(fake_fmnist, tmp_path):
     ds = HiRLFashionMNIST(
-        source_root=str(fake_fmnist), data_root=str(tmp_path / 'cache'),
-        pipeline=[dict(type='LoadImageFromFile'), dict(type='PackInputs')])
+        source_root=str(fake_fmnist),
+        data_root=str(tmp_path / 'cache'),
+        pipeline=[dict(type='LoadImageFromFile'),
+                  dict(type='PackInputs')])
     sample = ds[5]
     assert tuple(sample['inputs'].shape) == (3, 28, 28)
     expected = read_idx(str(fake_fmnist / 'train-images-idx3-ubyte.gz'))[5]
@@ -53,8 +55,10 @@ def test_fashion_mnist_missing_files_names_the_package(tmp_path):
 
 
 def test_balanced_seeded_subset(fake_fmnist, tmp_path):
-    kwargs = dict(source_root=str(fake_fmnist),
-                  data_root=str(tmp_path / 'cache'), subset_size=20)
+    kwargs = dict(
+        source_root=str(fake_fmnist),
+        data_root=str(tmp_path / 'cache'),
+        subset_size=20)
     a = HiRLFashionMNIST(subset_seed=1, **kwargs)
     b = HiRLFashionMNIST(subset_seed=1, **kwargs)
     c = HiRLFashionMNIST(subset_seed=2, **kwargs)
@@ -72,8 +76,8 @@ def test_photo_patches(tmp_path):
     kwargs = dict(num_train=6, num_test=3, seed=0)
     train = HiRLPhotoPatches(data_root=str(tmp_path / 'a'), **kwargs)
     again = HiRLPhotoPatches(data_root=str(tmp_path / 'b'), **kwargs)
-    test = HiRLPhotoPatches(split='test', data_root=str(tmp_path / 'a'),
-                            **kwargs)
+    test = HiRLPhotoPatches(
+        split='test', data_root=str(tmp_path / 'a'), **kwargs)
     assert len(train) == 15 * 6 and len(test) == 15 * 3
     assert len(train.metainfo['classes']) == 15
     assert set(train.get_coarse_labels()) == {0, 1, 2, 3, 4}
@@ -94,8 +98,8 @@ def write_cifar(root, kind):
     import pickle
     import tarfile
     rng = np.random.RandomState(0)
-    folder = root / ('cifar-10-batches-py' if kind == 10 else
-                     'cifar-100-python')
+    folder = root / ('cifar-10-batches-py'
+                     if kind == 10 else 'cifar-100-python')
     folder.mkdir(parents=True)
 
     def batch(n):
@@ -108,17 +112,20 @@ def write_cifar(root, kind):
             data[b'coarse_labels'] = (fine // 5).tolist()
         return data
 
-    names = ([f'data_batch_{i}' for i in range(1, 6)] + ['test_batch']
-             if kind == 10 else ['train', 'test'])
+    names = ([f'data_batch_{i}' for i in range(1, 6)] +
+             ['test_batch'] if kind == 10 else ['train', 'test'])
     for name in names:
         with open(folder / name, 'wb') as f:
             pickle.dump(batch(2 * kind), f)
     if kind == 100:
         with open(folder / 'meta', 'wb') as f:
-            pickle.dump({
-                b'fine_label_names': [f'f{i}'.encode() for i in range(100)],
-                b'coarse_label_names': [f'c{i}'.encode() for i in range(20)]
-            }, f)
+            pickle.dump(
+                {
+                    b'fine_label_names':
+                    [f'f{i}'.encode() for i in range(100)],
+                    b'coarse_label_names':
+                    [f'c{i}'.encode() for i in range(20)]
+                }, f)
     archive = root / f'{folder.name}.tar.gz'
     with tarfile.open(archive, 'w:gz') as tar:
         tar.add(folder, arcname=folder.name)
@@ -129,22 +136,24 @@ def test_cifar10_folder_and_archive(tmp_path):
     from hirl_mm.datasets import HiRLCIFAR10
     folder, archive = write_cifar(tmp_path / 'src', 10)
     a = HiRLCIFAR10(source_root=str(folder), data_root=str(tmp_path / 'a'))
-    b = HiRLCIFAR10(source_root=str(archive), data_root=str(tmp_path / 'b'),
-                    split='test')
+    b = HiRLCIFAR10(
+        source_root=str(archive), data_root=str(tmp_path / 'b'), split='test')
     assert len(a) == 5 * 20 and len(b) == 20
     info = a.get_data_info(3)  # class 3: cat -> animals
     assert info['gt_label'] == 3 and info['coarse_label'] == 1
     assert a.get_data_info(8)['coarse_label'] == 0  # ship -> vehicles
-    import cv2
     import pickle
+
+    import cv2
     with open(folder / 'data_batch_1', 'rb') as f:
         raw = pickle.load(f, encoding='bytes')[b'data'][3]
     img = cv2.imread(info['img_path'])
     np.testing.assert_array_equal(img[..., ::-1].transpose(2, 0, 1).ravel(),
                                   raw)
     with pytest.raises(FileNotFoundError, match='source_root'):
-        HiRLCIFAR10(source_root=str(tmp_path / 'nowhere'),
-                    data_root=str(tmp_path / 'c'))
+        HiRLCIFAR10(
+            source_root=str(tmp_path / 'nowhere'),
+            data_root=str(tmp_path / 'c'))
 
 
 def test_cifar100_coarse_labels(tmp_path):
@@ -164,8 +173,9 @@ def test_imagenet_style_folders(tmp_path):
     for cls in ('n01', 'n02'):
         (tmp_path / 'train' / cls).mkdir(parents=True)
         for i in range(3):
-            cv2.imwrite(str(tmp_path / 'train' / cls / f'{i}.png'),
-                        np.full((8, 8, 3), i, np.uint8))
+            cv2.imwrite(
+                str(tmp_path / 'train' / cls / f'{i}.png'),
+                np.full((8, 8, 3), i, np.uint8))
     ds = CustomDataset(data_root=str(tmp_path), data_prefix='train')
     assert len(ds) == 6 and ds.get_gt_labels().tolist() == [0] * 3 + [1] * 3
     assert ds.get_data_info(4)['sample_idx'] == 4

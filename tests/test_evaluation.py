@@ -5,13 +5,13 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
-from sklearn import metrics as skm
-
 from mmpretrain.registry import METRICS, MODELS
+from sklearn import metrics as skm
+from toy import CONFIGS, toy_cfg
+
 from hirl_mm.datasets import HiRLFashionMNIST
 from hirl_mm.evaluation import (clustering_scores, hungarian_accuracy,
                                 prototype_tree_scores, weighted_knn)
-from toy import CONFIGS, toy_cfg
 
 KNN = osp.join(CONFIGS, 'benchmarks', 'knn', 'knn_resnet18_fmnist.py')
 LINEAR = osp.join(CONFIGS, 'benchmarks', 'linear',
@@ -39,9 +39,13 @@ def test_knn_matches_brute_force():
     train, test = rng.randn(300, 16), rng.randn(70, 16)
     train_y, test_y = rng.randint(0, 8, 300), rng.randint(0, 8, 70)
     out = weighted_knn(
-        torch.from_numpy(train), torch.from_numpy(train_y),
-        torch.from_numpy(test), torch.from_numpy(test_y), ks=(10, 20, 200),
-        temperature=0.07, chunk_size=16)
+        torch.from_numpy(train),
+        torch.from_numpy(train_y),
+        torch.from_numpy(test),
+        torch.from_numpy(test_y),
+        ks=(10, 20, 200),
+        temperature=0.07,
+        chunk_size=16)
     for k in (10, 20, 200):
         top1, top5 = brute_force_knn(train, train_y, test, test_y, k, 0.07, 8)
         assert out[f'top1_k{k}'] == pytest.approx(top1, abs=1e-9)
@@ -81,12 +85,14 @@ def test_prototype_tree_scores_per_level():
 def test_coarse_accuracy_metric():
     metric = METRICS.build(dict(type='HiRLCoarseAccuracy'))
     metric.dataset_meta = dict(fine_to_coarse=(0, 1, 0, 1, 0, 2, 0, 2, 3, 2))
-    metric.process(None, [
-        dict(pred_label=torch.tensor([2]), coarse_label=0),  # right
-        dict(pred_label=torch.tensor([5]), coarse_label=2),  # right
-        dict(pred_label=torch.tensor([8]), coarse_label=2),  # wrong
-        dict(pred_label=torch.tensor([1]), coarse_label=1),  # right
-    ])
+    metric.process(
+        None,
+        [
+            dict(pred_label=torch.tensor([2]), coarse_label=0),  # right
+            dict(pred_label=torch.tensor([5]), coarse_label=2),  # right
+            dict(pred_label=torch.tensor([8]), coarse_label=2),  # wrong
+            dict(pred_label=torch.tensor([1]), coarse_label=1),  # right
+        ])
     assert metric.evaluate(4) == {'coarse/top1': 75.0}
 
 
@@ -100,8 +106,11 @@ def pretrained(tmp_path_factory):
 
 
 def toy_eval_data(cfg, key='dataset'):
-    return dict(type='HiRLPhotoPatches', num_train=6, num_test=3,
-                pipeline=cfg.test_pipeline)
+    return dict(
+        type='HiRLPhotoPatches',
+        num_train=6,
+        num_test=3,
+        pipeline=cfg.test_pipeline)
 
 
 def test_knn_config_runs_through_the_test_loop(pretrained, tmp_path):
@@ -145,10 +154,14 @@ def test_semi_supervised_subsets(fake_fmnist, tmp_path):
     test = HiRLFashionMNIST(split='test', **kwargs)
     assert np.bincount(semi.get_gt_labels()).tolist() == [1] * 10
     paths = {semi.get_data_info(i)['img_path'] for i in range(len(semi))}
-    assert paths == {again.get_data_info(i)['img_path']
-                     for i in range(len(again))}
-    assert not paths & {test.get_data_info(i)['img_path']
-                        for i in range(len(test))}
+    assert paths == {
+        again.get_data_info(i)['img_path']
+        for i in range(len(again))
+    }
+    assert not paths & {
+        test.get_data_info(i)['img_path']
+        for i in range(len(test))
+    }
     # The same subsets as annotation files, for ImageNet-style sets.
     ann = tmp_path / 'train.txt'
     ann.write_text(''.join(f'img{i}.JPEG {i % 4}\n' for i in range(400)))

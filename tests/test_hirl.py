@@ -5,15 +5,16 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.logging import MessageHub
-
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
-from hirl_mm.utils import hierarchical_kmeans
 from toy import CONFIGS
 
+from hirl_mm.utils import hierarchical_kmeans
+
 HIRL_CONFIGS = {
-    name: osp.join(CONFIGS, 'hirl', f'hirl-{name}_resnet18_1xb64-coslr-10e_'
-                   'fmnist.py')
+    name:
+    osp.join(CONFIGS, 'hirl', f'hirl-{name}_resnet18_1xb64-coslr-10e_'
+             'fmnist.py')
     for name in ('simsiam', 'mocov2', 'byol')
 }
 
@@ -27,8 +28,10 @@ def build(name, **overrides):
 
 def batch(n=8, size=32, seed=0):
     g = torch.Generator().manual_seed(seed)
-    views = [torch.randint(0, 255, (n, 3, size, size), generator=g)
-             for _ in range(2)]
+    views = [
+        torch.randint(0, 255, (n, 3, size, size), generator=g)
+        for _ in range(2)
+    ]
     samples = [DataSample(metainfo=dict(sample_idx=i)) for i in range(n)]
     return dict(inputs=views, data_samples=samples)
 
@@ -37,8 +40,8 @@ def fill_prototypes(model, n=8):
     data = model.data_preprocessor(batch(n), False)
     feats = torch.cat([model.extract_proto_feat(data['inputs'][0])] * 2)
     feats = feats + 1e-3 * torch.randn_like(feats)
-    res = hierarchical_kmeans(feats.numpy(), model.num_clusters, nredo=1,
-                              min_points_per_centroid=1)
+    res = hierarchical_kmeans(
+        feats.numpy(), model.num_clusters, nredo=1, min_points_per_centroid=1)
     model.prototypes.update(res, epoch=0)
 
 
@@ -47,8 +50,8 @@ def test_wrapper_composes_by_config(name):
     torch.manual_seed(0)
     MessageHub.get_current_instance().update_info('max_iters', 100)  # BYOL
     model = build(name)
-    branch = dict(simsiam='online', mocov2='encoder_k',
-                  byol='target_net')[name]
+    branch = dict(
+        simsiam='online', mocov2='encoder_k', byol='target_net')[name]
     assert model.proto_branch == branch
     model.train()
     optim = torch.optim.SGD(model.parameters(), lr=0.1)

@@ -3,7 +3,6 @@ import copy
 import torch
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
-
 from toy import toy_cfg
 
 
@@ -51,8 +50,8 @@ def test_hook_builds_prototypes_after_warmup(tmp_path):
         assert state['centroids_1'].shape == (5, 512)
         assert state['parents_0'].shape == (15, )
         assert int(state['parents_0'].max()) < 5
-        torch.testing.assert_close(
-            state['centroids_0'].norm(dim=1), torch.ones(15))
+        torch.testing.assert_close(state['centroids_0'].norm(dim=1),
+                                   torch.ones(15))
 
     # Checkpoints carry the tree the epoch trained with ...
     ckpt = torch.load(tmp_path / 'straight' / 'epoch_2.pth')

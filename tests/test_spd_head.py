@@ -41,8 +41,8 @@ def test_all_negatives_masked_gives_positive_term_only():
 
 def test_gradient_reaches_the_neck():
     torch.manual_seed(0)
-    neck = HiRLNeck(in_channels=8, num_levels=2, num_mlp_layer=2,
-                    out_channels=2)
+    neck = HiRLNeck(
+        in_channels=8, num_levels=2, num_mlp_layer=2, out_channels=2)
     head = HiRLSPDHead(num_neg_path=5)
     proj = torch.randn(6, 8)
     pos = torch.tensor([[0, 0], [1, 0], [2, 1], [3, 1], [0, 0], [2, 1]])

@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import torch
-
 from toy import CONFIGS, toy_cfg
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -20,13 +19,19 @@ def train(cfg, work_dir, *args, nproc=1):
     if nproc == 1:
         cmd = [sys.executable, osp.join(ROOT, 'tools', 'train.py'), cfg_path]
     else:
-        cmd = [sys.executable, '-m', 'torch.distributed.run',
-               f'--nproc_per_node={nproc}', '--master_port=29533',
-               osp.join(ROOT, 'tools', 'train.py'), cfg_path,
-               '--launcher', 'pytorch']
+        cmd = [
+            sys.executable, '-m', 'torch.distributed.run',
+            f'--nproc_per_node={nproc}', '--master_port=29533',
+            osp.join(ROOT, 'tools',
+                     'train.py'), cfg_path, '--launcher', 'pytorch'
+        ]
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1')
-    out = subprocess.run(cmd + ['--work-dir', str(work_dir), *args],
-                         env=env, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        cmd + ['--work-dir', str(work_dir), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return out
 
@@ -49,8 +54,12 @@ def test_two_ranks_cluster_like_one(tmp_path):
     results = {}
     for nproc in (1, 2):
         # 15 x 7 = 105 images: the shards are uneven (53 + 52).
-        cfg = toy_cfg(tmp_path / str(nproc), max_epochs=1, warmup_epochs=0,
-                      num_train=7, batch_size=10 // nproc)
+        cfg = toy_cfg(
+            tmp_path / str(nproc),
+            max_epochs=1,
+            warmup_epochs=0,
+            num_train=7,
+            batch_size=10 // nproc)
         train(cfg, tmp_path / str(nproc), nproc=nproc)
         state = torch.load(tmp_path / str(nproc) / 'epoch_1.pth')
         results[nproc] = {
@@ -62,5 +71,5 @@ def test_two_ranks_cluster_like_one(tmp_path):
     assert one['assignments'].shape == (105, )
     assert torch.equal(one['assignments'], two['assignments'])
     assert torch.equal(one['parents_0'], two['parents_0'])
-    torch.testing.assert_close(one['centroids_0'], two['centroids_0'],
-                               atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        one['centroids_0'], two['centroids_0'], atol=1e-4, rtol=1e-4)

@@ -4,8 +4,10 @@ Trains MMPretrain's SimSiam and HIRL-SimSiam (ResNet-18, 32 px) on a seeded,
 class-balanced subset, prints the final losses and the prototype tree, then
 evaluates both backbones on the test split: weighted kNN top-1 and k-means
 clustering (NMI / AMI / ARI / Hungarian ACC) at the fine (10 classes) and
-coarse (4 classes) level. The table is printed and written as
-``report.json`` and ``report.md`` in the work dir.
+coarse (4 classes) level, and scores HIRL's learned prototype tree against
+both labellings. The table is printed and written as ``report.json`` and
+``report.md`` in the work dir, next to each run's pictures (t-SNE,
+prototype tree, prototype gallery).
 """
 import argparse
 import json
@@ -18,9 +20,10 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 import hirl_mm  # noqa: F401
-from hirl_mm.evaluation.features import extract_backbone_features
-from hirl_mm.evaluation.functional import clustering_scores, weighted_knn
+from hirl_mm.evaluation import (clustering_scores, extract_backbone_features,
+                                prototype_tree_scores, weighted_knn)
 from hirl_mm.utils import hierarchical_kmeans
+from hirl_mm.visualization import visualize_hirl
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 METHODS = {
@@ -37,13 +40,19 @@ LEVELS = (('fine', 'labels'), ('coarse', 'coarse_labels'))
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--work-dir', default='work_dirs/main_job')
-    parser.add_argument('--methods', nargs='+', default=list(METHODS)[:2],
-                        choices=list(METHODS))
-    parser.add_argument('--subset', type=int, default=4000,
-                        help='training images (class-balanced)')
+    parser.add_argument(
+        '--methods',
+        nargs='+',
+        default=list(METHODS)[:2],
+        choices=list(METHODS))
+    parser.add_argument(
+        '--subset',
+        type=int,
+        default=4000,
+        help='training images (class-balanced)')
     parser.add_argument('--epochs', type=int, default=8)
-    parser.add_argument('--warmup', type=int, default=3,
-                        help='HIRL warm-up epochs')
+    parser.add_argument(
+        '--warmup', type=int, default=3, help='HIRL warm-up epochs')
     parser.add_argument('--seeds', type=int, nargs='+', default=[0])
     parser.add_argument('--knn-k', type=int, default=20)
     return parser.parse_args()
@@ -51,8 +60,8 @@ def parse_args():
 
 def train(name, args, seed):
     cfg = Config.fromfile(osp.join(ROOT, METHODS[name]))
-    cfg.work_dir = osp.join(args.work_dir, f'{name}_seed{seed}'.replace(
-        ' ', '').lower())
+    cfg.work_dir = osp.join(args.work_dir,
+                            f'{name}_seed{seed}'.replace(' ', '').lower())
     cfg.train_dataloader.dataset.subset_size = args.subset
     cfg.train_cfg.max_epochs = args.epochs
     cfg.param_scheduler[0].update(T_max=args.epochs, end=args.epochs)
@@ -75,7 +84,9 @@ def train(name, args, seed):
 
 def evaluate(model, cfg, args):
     loader = dict(
-        batch_size=256, num_workers=2, collate_fn=dict(type='default_collate'),
+        batch_size=256,
+        num_workers=2,
+        collate_fn=dict(type='default_collate'),
         sampler=dict(type='DefaultSampler', shuffle=False))
     dataset = dict(cfg.train_dataloader.dataset, pipeline=cfg.feat_pipeline)
     bank = extract_backbone_features(model, dict(loader, dataset=dataset))
@@ -85,27 +96,35 @@ def evaluate(model, cfg, args):
     row = {}
     for level, key in LEVELS:
         knn = weighted_knn(
-            torch.from_numpy(bank['feats']), torch.from_numpy(bank[key]),
-            torch.from_numpy(query['feats']), torch.from_numpy(query[key]),
+            torch.from_numpy(bank['feats']),
+            torch.from_numpy(bank[key]),
+            torch.from_numpy(query['feats']),
+            torch.from_numpy(query[key]),
             ks=[args.knn_k])
         row[f'knn_top1_{level}'] = knn[f'top1_k{args.knn_k}']
         k = len(np.unique(query[key]))
-        preds = hierarchical_kmeans(query['feats'], [k], init='kmeans++',
-                                    seed=0).assignments
+        preds = hierarchical_kmeans(
+            query['feats'], [k], init='kmeans++', seed=0).assignments
         for metric, value in clustering_scores(query[key], preds).items():
             row[f'{metric}_{level}'] = value
     return row
 
 
-def tree_summary(model):
+def tree_summary(model, dataset):
+    """Cluster counts of the learned tree and its agreement with labels."""
     protos = model.prototypes
-    sizes = [int(protos.assignments.numel())]
-    counts = []
-    paths = protos.expand_paths(protos.assignments)
-    for lvl in range(protos.num_levels):
-        counts.append(int(paths[:, lvl].unique().numel()))
-    return dict(images=sizes[0], clusters_per_level=protos.num_clusters,
-                non_empty_per_level=counts)
+    paths = protos.expand_paths(protos.assignments).cpu().numpy()
+    labels = dict(
+        fine=dataset.get_gt_labels(), coarse=dataset.get_coarse_labels())
+    return dict(
+        images=len(paths),
+        clusters_per_level=protos.num_clusters,
+        non_empty_per_level=[len(np.unique(p)) for p in paths.T],
+        scores={
+            k: round(v, 2)
+            for k, v in prototype_tree_scores(paths, labels).items()
+            if k.endswith(('nmi', 'acc'))
+        })
 
 
 def main():
@@ -115,39 +134,65 @@ def main():
         for name in args.methods:
             runner, cfg, losses, seconds = train(name, args, seed)
             model = runner.model
-            row = dict(method=name, seed=seed, train_seconds=round(seconds),
-                       final_losses=losses)
+            row = dict(
+                method=name,
+                seed=seed,
+                train_seconds=round(seconds),
+                final_losses=losses)
             if hasattr(model, 'prototypes'):
-                row['prototypes'] = tree_summary(model)
-            print(f'[{name} seed {seed}] losses {losses} '
-                  f'prototypes {row.get("prototypes")}', flush=True)
+                row['prototypes'] = tree_summary(
+                    model, runner.train_dataloader.dataset)
+            print(
+                f'[{name} seed {seed}] losses {losses} '
+                f'prototypes {row.get("prototypes")}',
+                flush=True)
             row.update(evaluate(model, cfg, args))
+            row['pictures'] = visualize_hirl(
+                model,
+                dict(cfg.train_dataloader.dataset, pipeline=cfg.feat_pipeline),
+                cfg.work_dir)
             results.append(row)
     report(results, args)
 
 
 def report(results, args):
-    cols = [f'{m}_{lvl}' for lvl, _ in LEVELS
-            for m in ('knn_top1', 'nmi', 'ami', 'ari', 'acc')]
-    lines = ['| method | ' + ' | '.join(cols) + ' |',
-             '|---' * (len(cols) + 1) + '|']
+    cols = [
+        f'{m}_{lvl}' for lvl, _ in LEVELS
+        for m in ('knn_top1', 'nmi', 'ami', 'ari', 'acc')
+    ]
+    lines = [
+        '| method | ' + ' | '.join(cols) + ' |', '|---' * (len(cols) + 1) + '|'
+    ]
     summary = {}
     for name in args.methods:
         rows = [r for r in results if r['method'] == name]
-        stats = {c: (float(np.mean([r[c] for r in rows])),
-                     float(np.std([r[c] for r in rows]))) for c in cols}
+        stats = {
+            c: (float(np.mean([r[c] for r in rows])),
+                float(np.std([r[c] for r in rows])))
+            for c in cols
+        }
         summary[name] = stats
-        cells = [f'{m:.2f} ± {s:.2f}' if len(rows) > 1 else f'{m:.2f}'
-                 for m, s in stats.values()]
+        cells = [
+            f'{m:.2f} ± {s:.2f}' if len(rows) > 1 else f'{m:.2f}'
+            for m, s in stats.values()
+        ]
         lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+    for r in results:
+        if 'prototypes' in r:
+            tree = r['prototypes']
+            lines.append(
+                f'\n{r["method"]} seed {r["seed"]}: prototype tree '
+                f'{tree["non_empty_per_level"]} non-empty clusters of '
+                f'{tree["clusters_per_level"]}; vs labels: ' +
+                ', '.join(f'{k} {v:.1f}' for k, v in tree['scores'].items()))
     table = '\n'.join(lines)
     setting = (f'Fashion-MNIST, {args.subset} training images, {args.epochs} '
                f'epochs, seeds {args.seeds}, kNN k={args.knn_k}, '
                'k-means on test features (10 fine / 4 coarse clusters)')
     print('\n' + setting + '\n' + table)
     with open(osp.join(args.work_dir, 'report.json'), 'w') as f:
-        json.dump(dict(setting=setting, runs=results, summary=summary), f,
-                  indent=2)
+        json.dump(
+            dict(setting=setting, runs=results, summary=summary), f, indent=2)
     with open(osp.join(args.work_dir, 'report.md'), 'w') as f:
         f.write(setting + '\n\n' + table + '\n')
 

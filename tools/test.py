@@ -38,7 +38,8 @@ def parse_args():
 def main():
     args = parse_args()
     if not osp.isfile(args.checkpoint):
-        raise FileNotFoundError(f'checkpoint {args.checkpoint} does not exist.')
+        raise FileNotFoundError(
+            f'checkpoint {args.checkpoint} does not exist.')
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:

@@ -4,8 +4,8 @@ import tarfile
 from typing import Dict, List
 
 import numpy as np
-
 from mmpretrain.registry import DATASETS
+
 from .base_hierarchical import HiRLHierarchicalDataset
 
 
@@ -41,8 +41,9 @@ def read_cifar_pickles(source: str, folder: str,
 
 def _to_bgr(data: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(
-        np.asarray(data, np.uint8).reshape(-1, 3, 32, 32).transpose(
-            0, 2, 3, 1)[..., ::-1])
+        np.asarray(data, np.uint8).reshape(-1, 3, 32,
+                                           32).transpose(0, 2, 3,
+                                                         1)[..., ::-1])
 
 
 @DATASETS.register_module()
@@ -102,6 +103,6 @@ class HiRLCIFAR100(HiRLCIFAR10):
         self.FINE_TO_COARSE = tuple(int(c) for c in fine_to_coarse)
         self.METAINFO = dict(
             classes=tuple(n.decode() for n in meta[b'fine_label_names']),
-            coarse_classes=tuple(
-                n.decode() for n in meta[b'coarse_label_names']))
+            coarse_classes=tuple(n.decode()
+                                 for n in meta[b'coarse_label_names']))
         super().__init__(source_root, **kwargs)

@@ -3,8 +3,8 @@ import os.path as osp
 from typing import Optional
 
 import numpy as np
-
 from mmpretrain.registry import DATASETS
+
 from .base_hierarchical import HiRLHierarchicalDataset
 
 DEBIAN_PATH = '/usr/share/datasets/fashion-mnist'

@@ -1,5 +1,4 @@
 from mmengine.dataset import ConcatDataset
-
 from mmpretrain.registry import DATASETS
 
 
@@ -26,6 +25,5 @@ class HiRLKNNDataset(ConcatDataset):
 
     def __getitem__(self, idx: int) -> dict:
         sample = super().__getitem__(idx)
-        sample['data_samples'].set_metainfo(
-            dict(knn_bank=idx < self.num_bank))
+        sample['data_samples'].set_metainfo(dict(knn_bank=idx < self.num_bank))
         return sample

@@ -1,18 +1,18 @@
 import numpy as np
-
 from mmpretrain.registry import DATASETS
+
 from .base_hierarchical import HiRLHierarchicalDataset, default_cache_root
 
 # (skimage.data name, domain); all ship inside the scikit-image wheel.
-PHOTOS = (
-    ('brick', 'textures'), ('grass', 'textures'), ('gravel', 'textures'),
-    ('cell', 'microscopy/medical'), ('retina', 'microscopy/medical'),
-    ('immunohistochemistry', 'microscopy/medical'),
-    ('hubble_deep_field', 'astronomy'), ('moon', 'astronomy'),
-    ('chelsea', 'objects/animals'), ('coffee', 'objects/animals'),
-    ('rocket', 'objects/animals'), ('horse', 'objects/animals'),
-    ('coins', 'objects/animals'), ('astronaut', 'people'),
-    ('camera', 'people'))
+PHOTOS = (('brick', 'textures'), ('grass', 'textures'), ('gravel', 'textures'),
+          ('cell', 'microscopy/medical'), ('retina', 'microscopy/medical'),
+          ('immunohistochemistry',
+           'microscopy/medical'), ('hubble_deep_field',
+                                   'astronomy'), ('moon', 'astronomy'),
+          ('chelsea', 'objects/animals'), ('coffee', 'objects/animals'),
+          ('rocket', 'objects/animals'), ('horse', 'objects/animals'),
+          ('coins', 'objects/animals'), ('astronaut', 'people'), ('camera',
+                                                                  'people'))
 DOMAINS = ('textures', 'microscopy/medical', 'astronomy', 'objects/animals',
            'people')
 
@@ -85,7 +85,8 @@ class HiRLPhotoPatches(HiRLHierarchicalDataset):
                 x = rng.randint(x_lo, max(x_lo, x_hi) + 1)
                 crop = photo[y:y + self.crop_size, x:x + self.crop_size]
                 images.append(
-                    cv2.resize(crop, (self.img_size, self.img_size),
-                               interpolation=cv2.INTER_AREA))
+                    cv2.resize(
+                        crop, (self.img_size, self.img_size),
+                        interpolation=cv2.INTER_AREA))
                 labels.append(label)
         return images, np.array(labels)

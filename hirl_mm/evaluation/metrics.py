@@ -3,8 +3,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 from mmengine.evaluator import BaseMetric
-
 from mmpretrain.registry import METRICS
+
 from .functional import clustering_scores, weighted_knn
 
 
@@ -71,10 +71,11 @@ class HiRLKNNMetric(_FeatureMetric):
         bank_levels, query_levels = _levels(bank), _levels(query)
         metrics = {}
         for level in query_levels.keys() & bank_levels.keys():
-            accs = weighted_knn(
-                bank_feats, torch.from_numpy(bank_levels[level]), query_feats,
-                torch.from_numpy(query_levels[level]), self.ks,
-                self.temperature, self.topk, self.chunk_size)
+            accs = weighted_knn(bank_feats,
+                                torch.from_numpy(bank_levels[level]),
+                                query_feats,
+                                torch.from_numpy(query_levels[level]), self.ks,
+                                self.temperature, self.topk, self.chunk_size)
             metrics.update({f'{k}_{level}': v for k, v in accs.items()})
         return metrics
 

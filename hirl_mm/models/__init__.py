@@ -5,5 +5,6 @@ from .prototypes import HierarchicalPrototypes
 from .spd_head import HiRLSPDHead
 
 __all__ = [
-    'HiRL', 'HiRLFeatureModel', 'HiRLNeck', 'HiRLSPDHead', 'HierarchicalPrototypes'
+    'HiRL', 'HiRLFeatureModel', 'HiRLNeck', 'HiRLSPDHead',
+    'HierarchicalPrototypes'
 ]

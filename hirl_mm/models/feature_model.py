@@ -3,7 +3,6 @@ from typing import List, Optional
 import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModel
-
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 

@@ -4,9 +4,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModel
-
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
+
 from .prototypes import HierarchicalPrototypes
 
 # Sub-modules of common MMPretrain algorithms that hold the momentum /

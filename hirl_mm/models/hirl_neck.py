@@ -5,7 +5,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule
-
 from mmpretrain.registry import MODELS
 
 
@@ -38,7 +37,8 @@ class HiRLNeck(BaseModule):
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg)
         if num_mlp_layer < 1:
-            raise ValueError(f'num_mlp_layer must be >= 1, got {num_mlp_layer}')
+            raise ValueError(
+                f'num_mlp_layer must be >= 1, got {num_mlp_layer}')
         hid_channels = hid_channels or in_channels
         out_channels = out_channels or in_channels
         self.mlps = nn.ModuleList()
@@ -55,5 +55,5 @@ class HiRLNeck(BaseModule):
             self.mlps.append(nn.Sequential(*layers))
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
-        """(B, C) projection -> a list of L normalised (B, C_out) embeddings."""
+        """(B, C) projection -> L normalised (B, C_out) embeddings."""
         return [F.normalize(mlp(x), dim=1) for mlp in self.mlps]

@@ -42,7 +42,9 @@ class HierarchicalPrototypes(nn.Module):
 
     @property
     def centroids(self) -> List[torch.Tensor]:
-        return [getattr(self, f'centroids_{i}') for i in range(self.num_levels)]
+        return [
+            getattr(self, f'centroids_{i}') for i in range(self.num_levels)
+        ]
 
     @property
     def parents(self) -> List[torch.Tensor]:

@@ -2,7 +2,6 @@ from typing import List, Sequence
 
 import torch
 from mmengine.model import BaseModule
-
 from mmpretrain.registry import MODELS
 
 

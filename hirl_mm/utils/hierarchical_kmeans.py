@@ -83,8 +83,8 @@ def _faiss_kmeans(points, k, init, nredo, seed, **kwargs):
     for redo in range(nredo):
         kmeans = faiss.Kmeans(points.shape[1], k, seed=seed, **kwargs)
         kmeans.train(
-            points, init_centroids=kmeans_plusplus(points, k,
-                                                   seed * 1000 + redo))
+            points,
+            init_centroids=kmeans_plusplus(points, k, seed * 1000 + redo))
         if best is None or kmeans.obj[-1] < best.obj[-1]:
             best = kmeans
     return best

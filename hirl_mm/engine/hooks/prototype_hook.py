@@ -8,8 +8,8 @@ from mmengine.hooks import Hook
 from mmengine.model.wrappers import is_model_wrapper
 from mmengine.runner import Runner
 from mmengine.utils import ProgressBar
-
 from mmpretrain.registry import HOOKS
+
 from hirl_mm.utils.hierarchical_kmeans import (check_num_clusters,
                                                hierarchical_kmeans)
 
@@ -89,8 +89,8 @@ class HiRLPrototypeHook(Hook):
                 batch_size=self.batch_size or train_cfg['batch_size'],
                 num_workers=self.num_workers if self.num_workers is not None
                 else train_cfg.get('num_workers', 0),
-                sampler=dict(type='DefaultSampler', shuffle=False,
-                             round_up=False),
+                sampler=dict(
+                    type='DefaultSampler', shuffle=False, round_up=False),
                 collate_fn=dict(type='default_collate')))
 
     def before_train_epoch(self, runner: Runner) -> None:
@@ -153,8 +153,9 @@ class HiRLPrototypeHook(Hook):
         protos = model.prototypes
         device = protos.epoch.device
         num_images = len(self.dataloader.dataset)
-        dim = torch.tensor([0 if clustering is None else
-                            clustering.centroids[0].shape[1]], device=device)
+        dim = torch.tensor(
+            [0 if clustering is None else clustering.centroids[0].shape[1]],
+            device=device)
         broadcast(dim)
         dim = int(dim)
         if clustering is not None:

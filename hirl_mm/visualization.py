@@ -1,0 +1,211 @@
+"""Pictures of a hierarchical representation (matplotlib, PNG files)."""
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_embedding(feats: np.ndarray,
+                   labels: Dict[str, np.ndarray],
+                   class_names: Dict[str, Sequence[str]],
+                   out_file: str,
+                   seed: int = 0) -> np.ndarray:
+    """t-SNE of ``feats`` (N, D), one panel per labelling (fine, coarse).
+
+    Returns:
+        np.ndarray: the (N, 2) embedding.
+    """
+    from sklearn.manifold import TSNE
+    plt = _plt()
+    xy = TSNE(
+        n_components=2,
+        perplexity=min(30.0, (len(feats) - 1) / 3),
+        init='pca',
+        random_state=seed).fit_transform(feats)
+    fig, axes = plt.subplots(1, len(labels), figsize=(6 * len(labels), 5.5))
+    for ax, (level, lab) in zip(np.atleast_1d(axes), labels.items()):
+        names = class_names.get(level)
+        for c in np.unique(lab):
+            mask = lab == c
+            ax.scatter(
+                xy[mask, 0],
+                xy[mask, 1],
+                s=4,
+                label=names[c] if names is not None else str(c))
+        ax.set_title(f't-SNE coloured by {level} label')
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.legend(markerscale=3, fontsize=7, loc='best')
+    fig.tight_layout()
+    fig.savefig(out_file, dpi=100)
+    plt.close(fig)
+    return xy
+
+
+def plot_prototype_tree(paths: np.ndarray, num_clusters: Sequence[int],
+                        coarse_labels: np.ndarray, coarse_names: Sequence[str],
+                        out_file: str) -> List[np.ndarray]:
+    """The learned tree: levels as rows (root level on top), an edge from
+    each cluster to its parent, node area = cluster size, colour = the
+    majority coarse label of its images.
+
+    Args:
+        paths (np.ndarray): (N, L) cluster ids of every image per level.
+
+    Returns:
+        list[np.ndarray]: cluster sizes per level.
+    """
+    plt = _plt()
+    cmap = plt.get_cmap('tab10')
+    num_levels = paths.shape[1]
+    # Order clusters by their path from the top so edges do not cross.
+    order = np.lexsort(paths.T)  # the last (top) level is the primary key
+    xs, sizes = [], []
+    for lvl in range(num_levels):
+        ids = list(dict.fromkeys(paths[order, lvl]))
+        x = np.full(num_clusters[lvl], np.nan)
+        x[ids] = np.linspace(0, 1, len(ids) + 2)[1:-1]
+        xs.append(x)
+        sizes.append(np.bincount(paths[:, lvl], minlength=num_clusters[lvl]))
+    fig, ax = plt.subplots(figsize=(12, 1.6 * num_levels + 1))
+    for lvl in range(num_levels):
+        y = lvl  # level 0 at the bottom, the root level on top
+        ids = np.flatnonzero(sizes[lvl])
+        if lvl + 1 < num_levels:
+            parent = {c: p for c, p in zip(paths[:, lvl], paths[:, lvl + 1])}
+            for c in ids:
+                ax.plot([xs[lvl][c], xs[lvl + 1][parent[c]]], [y, y + 1],
+                        color='0.7',
+                        lw=0.5,
+                        zorder=1)
+        majority = [
+            np.bincount(coarse_labels[paths[:, lvl] == c]).argmax()
+            for c in ids
+        ]
+        area = 600 * sizes[lvl][ids] / sizes[lvl].max()
+        ax.scatter(
+            xs[lvl][ids],
+            np.full(len(ids), y),
+            s=area + 5,
+            c=[cmap(m % 10) for m in majority],
+            zorder=2,
+            edgecolors='k',
+            linewidths=0.3)
+    for i, name in enumerate(coarse_names):
+        ax.scatter([], [], color=cmap(i % 10), label=name)
+    ax.set_yticks(range(num_levels))
+    ax.set_yticklabels(
+        [f'level {y} ({num_clusters[y]})' for y in range(num_levels)])
+    ax.set_xticks([])
+    ax.set_title('Learned prototype tree (colour: majority coarse label)')
+    ax.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1, 1))
+    fig.tight_layout()
+    fig.savefig(out_file, dpi=100)
+    plt.close(fig)
+    return sizes
+
+
+def plot_prototype_gallery(feats: np.ndarray,
+                           centroids: Sequence[np.ndarray],
+                           paths: np.ndarray,
+                           img_paths: Sequence[str],
+                           out_file: str,
+                           num_protos: int = 4,
+                           num_images: int = 8) -> np.ndarray:
+    """Nearest images (cosine) of the ``num_protos`` largest prototypes per
+    level; one row per prototype.
+
+    Returns:
+        np.ndarray: (L * num_protos, num_images) image indices shown.
+    """
+    import cv2
+    plt = _plt()
+    rows, titles = [], []
+    for lvl, cent in enumerate(centroids):
+        sizes = np.bincount(paths[:, lvl], minlength=len(cent))
+        for c in np.argsort(-sizes)[:num_protos]:
+            sim = feats @ cent[c]
+            rows.append(np.argsort(-sim)[:num_images])
+            titles.append(f'L{lvl} #{c} ({sizes[c]})')
+    rows = np.array(rows)
+    fig, axes = plt.subplots(
+        len(rows),
+        rows.shape[1],
+        figsize=(rows.shape[1], len(rows) * 1.05),
+        squeeze=False)
+    for r, idx in enumerate(rows):
+        for j, i in enumerate(idx):
+            ax = axes[r, j]
+            ax.imshow(cv2.imread(img_paths[i])[..., ::-1])
+            ax.axis('off')
+        axes[r, 0].set_title(titles[r], fontsize=6, loc='left')
+    fig.tight_layout()
+    fig.savefig(out_file, dpi=100)
+    plt.close(fig)
+    return rows
+
+
+def visualize_hirl(model,
+                   dataset_cfg: dict,
+                   out_dir: str,
+                   max_samples: Optional[int] = 2000,
+                   batch_size: int = 256) -> Dict[str, str]:
+    """All three pictures of a (HIRL) model on a training set config.
+
+    The t-SNE uses backbone features of at most ``max_samples`` images; the
+    tree and the gallery use the model's prototype buffers (only for models
+    that have them), whose assignments index the same data set.
+    """
+    import os.path as osp
+
+    import torch
+    from mmengine.runner import Runner
+
+    from hirl_mm.evaluation import extract_backbone_features
+    loader = Runner.build_dataloader(
+        dict(
+            dataset=dataset_cfg,
+            batch_size=batch_size,
+            num_workers=0,
+            sampler=dict(type='DefaultSampler', shuffle=False),
+            collate_fn=dict(type='default_collate')))
+    dataset = loader.dataset
+    meta = dataset.metainfo
+    out = extract_backbone_features(model, loader)
+    rng = np.random.RandomState(0)
+    keep = np.sort(rng.permutation(len(out['feats']))[:max_samples])
+    labels = dict(fine=out['labels'][keep])
+    names = dict(fine=meta.get('classes'), coarse=meta.get('coarse_classes'))
+    if 'coarse_labels' in out:
+        labels['coarse'] = out['coarse_labels'][keep]
+    files = dict(tsne=osp.join(out_dir, 'tsne.png'))
+    plot_embedding(out['feats'][keep], labels, names, files['tsne'])
+    protos = getattr(model, 'prototypes', None)
+    if protos is None or not protos.ready or 'coarse_labels' not in out:
+        return files
+    paths = protos.expand_paths(protos.assignments).cpu().numpy()
+    files['tree'] = osp.join(out_dir, 'prototype_tree.png')
+    plot_prototype_tree(paths, protos.num_clusters, out['coarse_labels'],
+                        names['coarse'], files['tree'])
+    feats = []
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for data in loader:
+            data = model.data_preprocessor(data, False)
+            feats.append(model.extract_proto_feat(data['inputs']).cpu())
+    model.train(was_training)
+    img_paths = [
+        dataset.get_data_info(i)['img_path'] for i in range(len(dataset))
+    ]
+    files['gallery'] = osp.join(out_dir, 'prototype_gallery.png')
+    plot_prototype_gallery(
+        torch.cat(feats).numpy(), [c.cpu().numpy() for c in protos.centroids],
+        paths, img_paths, files['gallery'])
+    return files

@@ -1,0 +1,76 @@
+import os.path as osp
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+from mmengine.runner import Runner
+from toy import toy_cfg
+
+from hirl_mm.visualization import (plot_embedding, plot_prototype_gallery,
+                                   plot_prototype_tree)
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def check_png(path, min_side=200):
+    img = cv2.imread(str(path))
+    assert img is not None, f'{path} is not an image'
+    assert min(img.shape[:2]) >= min_side
+    assert img.std() > 5  # not blank
+
+
+def test_plots_on_toy_data(tmp_path):
+    rng = np.random.RandomState(0)
+    fine = np.repeat(np.arange(6), 10)
+    coarse = fine // 3
+    feats = rng.randn(60, 8) + 3 * np.eye(8)[fine]
+    xy = plot_embedding(feats, dict(fine=fine, coarse=coarse),
+                        dict(fine=None, coarse=['a', 'b']),
+                        str(tmp_path / 'tsne.png'))
+    assert xy.shape == (60, 2)
+    check_png(tmp_path / 'tsne.png')
+
+    paths = np.stack([fine, coarse], axis=1)
+    sizes = plot_prototype_tree(paths, [6, 2], coarse, ['a', 'b'],
+                                str(tmp_path / 'tree.png'))
+    assert sizes[0].tolist() == [10] * 6 and sizes[1].tolist() == [30, 30]
+    check_png(tmp_path / 'tree.png')
+
+    imgs = []
+    for i in range(60):
+        imgs.append(str(tmp_path / f'{i}.png'))
+        cv2.imwrite(imgs[-1], np.full((16, 16, 3), 4 * i, np.uint8))
+    centroids = [np.eye(8)[:6], np.eye(8)[:2]]
+    rows = plot_prototype_gallery(
+        feats / np.linalg.norm(feats, axis=1, keepdims=True),
+        centroids,
+        paths,
+        imgs,
+        str(tmp_path / 'gallery.png'),
+        num_protos=2,
+        num_images=5)
+    assert rows.shape == (4, 5)
+    # the nearest images of level-0 prototype c are images of class c
+    assert all(fine[i] == fine[rows[0][0]] for i in rows[0])
+    check_png(tmp_path / 'gallery.png', min_side=100)
+
+
+def test_visualize_tool_on_a_trained_model(tmp_path):
+    cfg = toy_cfg(tmp_path, max_epochs=2, warmup_epochs=1)
+    Runner.from_cfg(cfg).train()
+    cfg.dump(str(tmp_path / 'cfg.py'))
+    out = subprocess.run([
+        sys.executable,
+        osp.join(ROOT, 'tools', 'analysis', 'visualize.py'),
+        str(tmp_path / 'cfg.py'),
+        str(tmp_path / 'epoch_2.pth'), '--work-dir',
+        str(tmp_path / 'vis')
+    ],
+                         capture_output=True,
+                         text=True,
+                         timeout=300,
+                         env=dict(__import__('os').environ, PYTHONPATH=ROOT))
+    assert out.returncode == 0, out.stderr[-3000:]
+    for name in ('tsne.png', 'prototype_tree.png', 'prototype_gallery.png'):
+        check_png(tmp_path / 'vis' / name, min_side=100)
