@@ -16,5 +16,8 @@ model = dict(
     loss_weight=1.0)
 
 custom_hooks = [dict(type='HiRLPrototypeHook', warmup_epochs=20)]
+default_hooks = dict(
+    finite_loss=dict(type='HiRLCheckFiniteLossHook'),
+    rng_state=dict(type='HiRLRNGStateHook'))
 model_wrapper_cfg = dict(
     type='MMDistributedDataParallel', find_unused_parameters=True)

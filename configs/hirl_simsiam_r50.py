@@ -24,5 +24,8 @@ custom_hooks = [
     dict(type='HiRLPrototypeHook', warmup_epochs=20),
 ]
 # The level MLPs get no gradient until the prototypes exist.
+default_hooks = dict(
+    finite_loss=dict(type='HiRLCheckFiniteLossHook'),
+    rng_state=dict(type='HiRLRNGStateHook'))
 model_wrapper_cfg = dict(
     type='MMDistributedDataParallel', find_unused_parameters=True)

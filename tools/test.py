@@ -7,7 +7,7 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import hirl_mm  # noqa: F401  (registers modules and the checkpoint allow-list)
-from hirl_mm.utils import setup_cpu_distributed
+from hirl_mm.utils import check_checkpoint, setup_cpu_distributed
 
 
 def parse_args():
@@ -37,9 +37,7 @@ def parse_args():
 
 def main():
     args = parse_args()
-    if not osp.isfile(args.checkpoint):
-        raise FileNotFoundError(
-            f'checkpoint {args.checkpoint} does not exist.')
+    check_checkpoint(args.checkpoint)
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:

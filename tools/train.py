@@ -4,10 +4,10 @@ import os
 import os.path as osp
 
 from mmengine.config import Config, DictAction
-from mmengine.runner import Runner
+from mmengine.runner import Runner, find_latest_checkpoint
 
 import hirl_mm  # noqa: F401  (registers modules and the checkpoint allow-list)
-from hirl_mm.utils import setup_cpu_distributed
+from hirl_mm.utils import check_checkpoint, setup_cpu_distributed
 
 
 def parse_args():
@@ -55,10 +55,11 @@ def merge_args(cfg, args):
         cfg.auto_scale_lr.enable = True
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
+        latest = find_latest_checkpoint(cfg.work_dir)
+        if latest is not None:
+            check_checkpoint(latest)
     elif args.resume is not None:
-        if not osp.isfile(args.resume):
-            raise FileNotFoundError(
-                f'--resume checkpoint {args.resume} does not exist.')
+        check_checkpoint(args.resume)
         cfg.resume, cfg.load_from = True, args.resume
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)

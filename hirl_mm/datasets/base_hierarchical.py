@@ -98,6 +98,9 @@ class HiRLHierarchicalDataset(BaseDataset):
         with open(self.ann_file) as f:
             rows = [line.split() for line in f if line.strip()]
         fine = np.array([int(r[1]) for r in rows], dtype=np.int64)
+        if not rows:
+            raise ValueError(f'The {self.split} split of {type(self).__name__}'
+                             f' is empty (annotation file {self.ann_file}).')
         keep = np.arange(len(rows))
         if self.subset_size is not None:
             keep = balanced_subset(fine, self.subset_size, self.subset_seed)

@@ -1,3 +1,3 @@
-from .hooks import HiRLPrototypeHook
+from .hooks import HiRLCheckFiniteLossHook, HiRLPrototypeHook, HiRLRNGStateHook
 
-__all__ = ['HiRLPrototypeHook']
+__all__ = ['HiRLCheckFiniteLossHook', 'HiRLPrototypeHook', 'HiRLRNGStateHook']

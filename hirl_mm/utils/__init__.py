@@ -1,9 +1,11 @@
-from .checkpoint import mmengine_safe_globals, register_safe_globals
+from .checkpoint import (check_checkpoint, mmengine_safe_globals,
+                         register_safe_globals)
 from .dist import setup_cpu_distributed
 from .hierarchical_kmeans import (HierarchicalClustering, check_num_clusters,
                                   hierarchical_kmeans)
 
 __all__ = [
-    'HierarchicalClustering', 'check_num_clusters', 'hierarchical_kmeans',
-    'mmengine_safe_globals', 'register_safe_globals', 'setup_cpu_distributed'
+    'HierarchicalClustering', 'check_checkpoint', 'check_num_clusters',
+    'hierarchical_kmeans', 'mmengine_safe_globals', 'register_safe_globals',
+    'setup_cpu_distributed'
 ]

@@ -45,3 +45,19 @@ def register_safe_globals() -> None:
     HistoryBuffer.__getstate__ = _history_buffer_state
     if hasattr(torch.serialization, 'add_safe_globals'):
         torch.serialization.add_safe_globals(mmengine_safe_globals())
+
+
+def check_checkpoint(path: str) -> None:
+    """Raise a clear error if ``path`` is missing or not a readable
+    checkpoint (e.g. truncated by a crash), before any training starts."""
+    import os.path as osp
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'Checkpoint {path} does not exist.')
+    try:
+        torch.load(path, map_location='cpu', mmap=True)
+    except Exception as e:  # noqa: B902  (torch raises many kinds)
+        raise RuntimeError(
+            f'Cannot read checkpoint {path}: it is truncated, corrupt or '
+            f'holds objects safe loading refuses ({type(e).__name__}: '
+            f'{str(e).splitlines()[0]}). Nothing was changed in its '
+            'folder.') from e
