@@ -11,7 +11,6 @@ import os
 import os.path as osp
 import time
 
-import numpy as np
 import torch
 from mmengine.config import Config
 from mmengine.logging import MessageHub

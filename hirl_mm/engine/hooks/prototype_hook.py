@@ -113,39 +113,46 @@ class HiRLPrototypeHook(Hook):
 
     @torch.no_grad()
     def extract(self, model) -> Optional[np.ndarray]:
-        """Features of the whole training set (N, D) on rank 0, else None."""
+        """Features of the whole training set (N, D) on rank 0, else None.
+
+        Each rank fills one preallocated shard of ``ceil(N / world)`` rows
+        (padding rows keep index -1), so a non-clustering rank holds about
+        N x D / world floats; only rank 0 receives the shards.
+        """
         was_training = model.training
         model.eval()
-        feats, indices = [], []
         rank, world = get_rank(), get_world_size()
+        num_images = len(self.dataloader.dataset)
+        shard, indices, filled = None, None, 0
         bar = ProgressBar(len(self.dataloader)) if rank == 0 else None
         for data in self.dataloader:
             data = model.data_preprocessor(data, False)
-            feats.append(model.extract_proto_feat(data['inputs']).cpu())
-            indices += [ds.sample_idx for ds in data['data_samples']]
+            feats = model.extract_proto_feat(data['inputs']).cpu()
+            if shard is None:
+                size = -(-num_images // world)
+                shard = feats.new_zeros(size, feats.shape[1])
+                indices = torch.full((size, ), -1, dtype=torch.long)
+            shard[filled:filled + len(feats)] = feats
+            indices[filled:filled + len(feats)] = torch.as_tensor(
+                [ds.sample_idx for ds in data['data_samples']])
+            filled += len(feats)
             if bar is not None:
                 bar.update()
         model.train(was_training)
-        feats = torch.cat(feats)  # n_rank x D
-        indices = torch.as_tensor(indices, dtype=torch.long)
-        num_images = len(self.dataloader.dataset)
-        if world > 1:
-            # Shards differ by at most one image: pad to a common length.
-            size = -(-num_images // world)
-            pad = size - len(indices)
-            feats = torch.cat([feats, feats.new_zeros(pad, feats.shape[1])])
-            indices = torch.cat([indices, indices.new_full((pad, ), -1)])
-            feats, indices = gather(feats), gather(indices)
-            if rank != 0:
-                return None
-            feats, indices = torch.cat(feats), torch.cat(indices)
-            feats, indices = feats[indices >= 0], indices[indices >= 0]
-        if not torch.equal(indices.sort()[0], torch.arange(num_images)):
+        shards, index_lists = gather(shard), gather(indices)
+        if rank != 0:
+            return None
+        out = torch.empty(num_images, shard.shape[1])
+        seen = torch.zeros(num_images, dtype=torch.long)
+        for part, idx in zip(shards, index_lists):
+            keep = idx >= 0
+            out[idx[keep]] = part[keep]
+            seen += torch.bincount(idx[keep], minlength=num_images)
+        if not bool((seen == 1).all()):
             raise RuntimeError(
-                'Prototype features must cover every training image once, '
-                f'got {len(indices)} features for {num_images} images.')
-        out = torch.empty_like(feats)
-        out[indices] = feats
+                'Prototype features must cover every training image once; '
+                f'{int((seen == 0).sum())} images are missing and '
+                f'{int((seen > 1).sum())} are duplicated.')
         return out.numpy()
 
     def _broadcast_into(self, model, clustering, epoch: int) -> None:
