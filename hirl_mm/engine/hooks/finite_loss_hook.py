@@ -1,5 +1,6 @@
 import math
 
+import torch
 from mmengine.hooks import Hook
 from mmpretrain.registry import HOOKS
 
@@ -21,7 +22,7 @@ class HiRLCheckFiniteLossHook(Hook):
                          data_batch=None,
                          outputs=None) -> None:
         terms = {
-            k: float(v)
+            k: float(v.detach()) if torch.is_tensor(v) else float(v)
             for k, v in (outputs or {}).items() if k.startswith('loss')
         }
         if all(math.isfinite(v) for v in terms.values()):
