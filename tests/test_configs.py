@@ -28,11 +28,12 @@ def test_config_loads_and_builds(path):
         hook = dict(hook)
         hook.pop('priority', None)  # the Runner's argument, not the hook's
         HOOKS.build(hook)
+    if cfg.model.type in ('HiRL', 'HiRLHCSC'):
+        assert model.num_clusters == list(cfg.model.num_clusters)
+        assert any(h.type == 'HiRLPrototypeHook' for h in cfg.custom_hooks)
     if cfg.model.type == 'HiRL':
-        assert model.num_clusters == list(cfg.num_clusters)
         assert model.hirl_neck.mlps[0][0].in_features == \
             cfg.model.neck.in_channels
-        assert any(h.type == 'HiRLPrototypeHook' for h in cfg.custom_hooks)
 
 
 @pytest.mark.parametrize('name', ['hirl_simsiam_r50.py', 'hirl_mocov2_r50.py'])

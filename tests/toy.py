@@ -34,7 +34,7 @@ def toy_cfg(work_dir,
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1)
     cfg.randomness = dict(seed=seed, deterministic=True)
     cfg.log_level = 'WARNING'
-    if cfg.model.type == 'HiRL':
+    if cfg.model.type in ('HiRL', 'HiRLHCSC'):
         cfg.model.num_clusters = list(num_clusters)
         for hook in cfg.custom_hooks:
             if hook.type == 'HiRLPrototypeHook':

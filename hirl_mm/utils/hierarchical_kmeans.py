@@ -22,6 +22,15 @@ class HierarchicalClustering(NamedTuple):
     centroids: List[np.ndarray]
     distances: List[np.ndarray]
 
+    def concentrations(self) -> List[np.ndarray]:
+        """Per level, :func:`cluster_concentration` of its clusters."""
+        members = [self.assignments] + list(self.parents)
+        return [
+            cluster_concentration(dist, assign,
+                                  len(cent)) for dist, assign, cent in zip(
+                                      self.distances, members, self.centroids)
+        ]
+
     def paths(self) -> np.ndarray:
         """Root-to-leaf cluster ids of every point, shape (N, L)."""
         ids = [self.assignments]
@@ -160,3 +169,40 @@ def hierarchical_kmeans(features: np.ndarray,
         centroids.append(_l2_normalize(kmeans.centroids))
         points = centroids[-1]
     return HierarchicalClustering(assignments, parents, centroids, distances)
+
+
+def cluster_concentration(
+    distances: np.ndarray,
+    assignments: np.ndarray,
+    num_clusters: int,
+    percentiles: Sequence[float] = (10, 90)) -> np.ndarray:
+    """HCSC / PCL concentration of each cluster, normalised to mean 1.
+
+    ``phi_c = mean_{x in c} ||x - c|| / log(n_c + 10)``, clipped to the given
+    percentiles of all phi and divided by their mean (multiply by the
+    contrastive temperature to get the reference's scale). A cluster with at
+    most one member gets the largest phi of the others.
+
+    Args:
+        distances (np.ndarray): Squared distance of each point to its
+            centroid, (N, ).
+        assignments (np.ndarray): Cluster of each point, (N, ).
+        num_clusters (int): M.
+
+    Returns:
+        np.ndarray: (M, ) concentrations.
+    """
+    counts = np.bincount(assignments, minlength=num_clusters)
+    dist_sum = np.bincount(
+        assignments,
+        weights=np.sqrt(np.maximum(distances, 0)),
+        minlength=num_clusters)
+    phi = dist_sum / np.maximum(counts, 1) / np.log(counts + 10)
+    many = counts > 1
+    if many.any():
+        phi[~many] = phi[many].max()
+    else:
+        phi[:] = 1.0
+    lo, hi = np.percentile(phi, percentiles)
+    phi = np.clip(phi, lo, hi)
+    return (phi / phi.mean()).astype(np.float32)

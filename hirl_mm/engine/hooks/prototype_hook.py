@@ -34,7 +34,8 @@ class HiRLPrototypeHook(Hook):
     ``pipeline`` through ``model.extract_proto_feat`` (each rank its shard,
     no padding duplicates), the features are gathered on rank 0 only,
     clustered by :func:`hierarchical_kmeans` into ``model.num_clusters``,
-    and the result is broadcast into the model's prototype buffers (so
+    per-cluster concentrations are estimated (used by HCSC), and the result
+    is broadcast into the model's prototype buffers (so
     checkpoints and ``--resume`` carry it).
 
     Args:
@@ -166,15 +167,17 @@ class HiRLPrototypeHook(Hook):
         broadcast(dim)
         dim = int(dim)
         if clustering is not None:
-            protos.update(clustering, epoch)
+            protos.update(clustering, epoch, clustering.concentrations())
         else:
             protos.assignments = protos.assignments.new_empty(num_images)
             for lvl, k in enumerate(protos.num_clusters):
                 setattr(protos, f'centroids_{lvl}',
                         protos.epoch.new_empty(k, dim, dtype=torch.float))
+                setattr(protos, f'concentrations_{lvl}',
+                        protos.epoch.new_empty(k, dtype=torch.float))
                 if lvl < protos.num_levels - 1:
                     setattr(protos, f'parents_{lvl}',
                             protos.epoch.new_empty(k))
         for buf in [protos.epoch, protos.assignments] + protos.centroids + \
-                protos.parents:
+                protos.parents + protos.concentrations:
             broadcast(buf)

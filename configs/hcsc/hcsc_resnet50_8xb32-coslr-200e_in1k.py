@@ -1,0 +1,15 @@
+# HCSC, ResNet-50, ImageNet-1k, 200 epochs, single crop: MMPretrain's MoCo v2
+# (batch 256, lr 0.03, T 0.2, momentum 0.999) with queue 16384, prototypes
+# [3000, 2000, 1000] of the momentum encoder from epoch 20.
+_base_ = 'mmpretrain::mocov2/mocov2_resnet50_8xb32-coslr-200e_in1k.py'
+custom_imports = dict(imports=['hirl_mm'], allow_failed_imports=False)
+
+model = dict(
+    type='HiRLHCSC',
+    queue_len=16384,
+    num_clusters=[3000, 2000, 1000],
+    drop_mode='drop')
+custom_hooks = [dict(type='HiRLPrototypeHook', warmup_epochs=20)]
+default_hooks = dict(
+    finite_loss=dict(type='HiRLCheckFiniteLossHook'),
+    rng_state=dict(type='HiRLRNGStateHook'))

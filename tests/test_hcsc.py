@@ -1,0 +1,121 @@
+import math
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from mmengine.runner import Runner
+from mmpretrain.registry import MODELS
+from toy import CONFIGS, toy_cfg
+
+from hirl_mm.utils import cluster_concentration, hierarchical_kmeans
+
+HCSC = osp.join(CONFIGS, 'hcsc', 'hcsc_resnet18_1xb64-coslr-10e_fmnist.py')
+
+
+def build(**kwargs):
+    cfg = toy_cfg('/tmp/unused', config=HCSC)
+    return MODELS.build(
+        dict(cfg.model, data_preprocessor=cfg.data_preprocessor, **kwargs))
+
+
+def test_concentration_hand_example():
+    # cluster 0: distances 1, 2; cluster 1: 3, 3, 3; cluster 2: one point
+    sq = np.array([1., 4., 9., 9., 9., 0.25])
+    assign = np.array([0, 0, 1, 1, 1, 2])
+    phi = np.array([1.5 / math.log(12), 3 / math.log(13), 0])
+    phi[2] = phi[:2].max()  # a singleton takes the largest phi
+    np.testing.assert_allclose(
+        cluster_concentration(sq, assign, 3, percentiles=(0, 100)),
+        phi / phi.mean(),
+        rtol=1e-6)
+    # clipping to the 10th-90th percentile
+    out = cluster_concentration(sq, assign, 3)
+    lo, hi = np.percentile(phi, (10, 90))
+    clipped = np.clip(phi, lo, hi)
+    np.testing.assert_allclose(out, clipped / clipped.mean(), rtol=1e-6)
+
+
+def test_selection_probability_hand_computation():
+    model = build()
+    cent = torch.tensor([[1., 0.], [0., 1.]])
+    conc = torch.tensor([0.5, 0.25])
+    keys = torch.tensor([[1., 0.], [0.6, 0.8]])
+    targets = torch.tensor([0, 1])
+    keep = model.keep_probability(keys, cent, conc, targets)
+    # p(c | k) = softmax_c(k . c / phi_c)
+    p0 = torch.softmax(torch.tensor([1 / 0.5, 0 / 0.25]), 0)
+    p1 = torch.softmax(torch.tensor([0.6 / 0.5, 0.8 / 0.25]), 0)
+    expected = 1 - torch.tensor([[p0[0], p1[0]], [p0[1], p1[1]]])
+    torch.testing.assert_close(keep, expected)
+
+
+def test_own_cluster_negatives_dropped_far_ones_kept():
+    model = build()
+    cent = torch.eye(4)
+    conc = torch.full((4, ), 0.02)
+    keys = torch.eye(4)[[0, 0, 3]]  # two keys of cluster 0, one of 3
+    keep = model.keep_probability(keys, cent, conc, torch.tensor([0]))
+    assert keep[0, 0] <= 0.0011 and keep[0, 1] <= 0.0011  # clamp: 0.001
+    assert keep[0, 2] > 0.999
+
+
+def test_drop_and_zero_modes():
+    l_pos = torch.tensor([[0.5]])
+    l_neg = torch.tensor([[0.2, 0.9]])
+    keep = torch.tensor([[True, False]])
+    t = 0.2
+    model = build()
+    drop = model.instance_loss(l_pos, l_neg, keep)
+    expected = -math.log(
+        math.exp(0.5 / t) / (math.exp(0.5 / t) + math.exp(0.2 / t)))
+    assert drop.item() == pytest.approx(expected, rel=1e-5)
+    zero = build(drop_mode='zero').instance_loss(l_pos, l_neg, keep)
+    expected = -math.log(
+        math.exp(0.5 / t) / (math.exp(0.5 / t) + math.exp(0.2 / t) + 1))
+    assert zero.item() == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match='drop_mode'):
+        build(drop_mode='other')
+
+
+def filled_model(seed=0):
+    torch.manual_seed(seed)
+    model = build(num_clusters=[8, 3])
+    feats = F.normalize(torch.randn(40, 128), dim=1).numpy()
+    res = hierarchical_kmeans(feats, [8, 3], nredo=1, seed=seed)
+    model.prototypes.update(res, 0, res.concentrations())
+    return model, res
+
+
+def test_prototype_negatives_exclude_batch_positives():
+    model, res = filled_model()
+    paths = torch.from_numpy(res.paths()[:6])
+    for lvl in range(2):
+        for _ in range(20):
+            neg = model.proto_negatives(paths, lvl)
+            assert neg.shape == (6, model.num_clusters[lvl])
+            assert not neg[:, paths[:, lvl].unique()].any()
+    # the top level uses every non-positive prototype
+    top = model.proto_negatives(paths, 1)
+    others = [c for c in range(3) if c not in paths[:, 1].tolist()]
+    assert top[:, others].all()
+
+
+def test_training_terms(tmp_path):
+    cfg = toy_cfg(
+        tmp_path,
+        config=HCSC,
+        max_epochs=2,
+        warmup_epochs=1,
+        num_clusters=(15, 5),
+        batch_size=16)  # divides the queue
+    cfg.log_level = 'WARNING'
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    hub = runner.message_hub.log_scalars
+    assert 'train/loss_ins' in hub and 'train/loss_proto' in hub
+    assert math.isfinite(hub['train/loss_ins'].current())
+    conc = runner.model.prototypes.concentrations
+    assert [c.shape[0] for c in conc] == [15, 5]
+    assert all(abs(float(c.mean()) - 1) < 1e-4 for c in conc)
