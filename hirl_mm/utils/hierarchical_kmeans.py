@@ -171,11 +171,10 @@ def hierarchical_kmeans(features: np.ndarray,
     return HierarchicalClustering(assignments, parents, centroids, distances)
 
 
-def cluster_concentration(
-    distances: np.ndarray,
-    assignments: np.ndarray,
-    num_clusters: int,
-    percentiles: Sequence[float] = (10, 90)) -> np.ndarray:
+def cluster_concentration(distances: np.ndarray,
+                          assignments: np.ndarray,
+                          num_clusters: int,
+                          percentiles: Sequence[float] = (10, 90)):
     """HCSC / PCL concentration of each cluster, normalised to mean 1.
 
     ``phi_c = mean_{x in c} ||x - c|| / log(n_c + 10)``, clipped to the given
