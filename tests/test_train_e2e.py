@@ -1,11 +1,13 @@
 """End-to-end runs through tools/train.py, at toy size."""
+import json
 import os
 import os.path as osp
 import subprocess
 import sys
 
+import pytest
 import torch
-from toy import CONFIGS, toy_cfg
+from toy import CONFIGS, batch_free, toy_cfg
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SIMSIAM = osp.join(CONFIGS, 'simsiam',
@@ -25,7 +27,10 @@ def train(cfg, work_dir, *args, nproc=1):
             osp.join(ROOT, 'tools',
                      'train.py'), cfg_path, '--launcher', 'pytorch'
         ]
-    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1')
+    env = dict(
+        os.environ,
+        PYTHONPATH=f'{ROOT}:{osp.join(ROOT, "tests")}',
+        OMP_NUM_THREADS='1')
     out = subprocess.run(
         cmd + ['--work-dir', str(work_dir), *args],
         env=env,
@@ -49,27 +54,44 @@ def test_plain_simsiam_trains_saves_and_resumes(tmp_path):
     assert 'backbone.conv1.weight' in ckpt['state_dict']
 
 
-def test_two_ranks_cluster_like_one(tmp_path):
-    """gloo, 2 processes vs 1: same prototypes from the same weights."""
+def test_two_ranks_train_and_cluster_like_one(tmp_path):
+    """gloo, 2 processes x 5 vs 1 process x 10 images per step: the same
+    losses and weights during the warm-up epoch, then the same prototypes
+    (105 images: the extraction shards are uneven, 53 + 52)."""
     results = {}
     for nproc in (1, 2):
-        # 15 x 7 = 105 images: the shards are uneven (53 + 52).
-        cfg = toy_cfg(
-            tmp_path / str(nproc),
-            max_epochs=1,
-            warmup_epochs=0,
-            num_train=7,
-            batch_size=10 // nproc)
-        train(cfg, tmp_path / str(nproc), nproc=nproc)
-        state = torch.load(tmp_path / str(nproc) / 'epoch_1.pth')
-        results[nproc] = {
-            k[len('prototypes.'):]: v
-            for k, v in state['state_dict'].items()
-            if k.startswith('prototypes.')
-        }
-    one, two = results[1], results[2]
-    assert one['assignments'].shape == (105, )
-    assert torch.equal(one['assignments'], two['assignments'])
-    assert torch.equal(one['parents_0'], two['parents_0'])
+        work_dir = tmp_path / str(nproc)
+        cfg = batch_free(
+            toy_cfg(
+                work_dir,
+                max_epochs=2,
+                warmup_epochs=1,
+                num_train=7,
+                batch_size=10 // nproc))
+        cfg.custom_imports = dict(imports=['hirl_mm', 'toy'])
+        cfg.custom_hooks.append(
+            dict(type='ToyLossRecorder', out_file=str(work_dir / 'l.json')))
+        train(cfg, work_dir, nproc=nproc)
+        protos = torch.load(work_dir / 'epoch_2.pth')['state_dict']
+        with open(work_dir / 'l.json') as f:
+            losses = {int(k): v for k, v in json.load(f).items()}
+        results[nproc] = (torch.load(work_dir / 'epoch_1.pth')['state_dict'],
+                          protos, losses)
+    (w1, p1, l1), (w2, p2, l2) = results[1], results[2]
+    assert len(l1) == len(l2) == 20
+    for it in range(10):  # the warm-up epoch: plain SimSiam
+        assert l1[it] == pytest.approx(l2[it], rel=1e-4, abs=1e-5)
     torch.testing.assert_close(
-        one['centroids_0'], two['centroids_0'], atol=1e-4, rtol=1e-4)
+        w1['backbone.conv1.weight'],
+        w2['backbone.conv1.weight'],
+        atol=1e-5,
+        rtol=1e-4)
+    assert p1['prototypes.assignments'].shape == (105, )
+    assert torch.equal(p1['prototypes.assignments'],
+                       p2['prototypes.assignments'])
+    assert torch.equal(p1['prototypes.parents_0'], p2['prototypes.parents_0'])
+    torch.testing.assert_close(
+        p1['prototypes.centroids_0'],
+        p2['prototypes.centroids_0'],
+        atol=1e-4,
+        rtol=1e-4)

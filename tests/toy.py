@@ -1,7 +1,11 @@
 """Toy-size versions of the embedded configs, shared by the tests."""
+import json
 import os.path as osp
 
 from mmengine.config import Config
+from mmengine.dist import all_reduce, get_rank
+from mmengine.hooks import Hook
+from mmpretrain.registry import HOOKS
 
 CONFIGS = osp.join(osp.dirname(osp.dirname(__file__)), 'configs')
 HIRL_SIMSIAM = osp.join(CONFIGS, 'hirl',
@@ -41,4 +45,46 @@ def toy_cfg(work_dir,
                 hook.warmup_epochs = warmup_epochs
                 hook.num_workers = 0
                 hook.kmeans_cfg = dict(nredo=1, niter=10)
+    return cfg
+
+
+@HOOKS.register_module(force=True)
+class ToyLossRecorder(Hook):
+    """Writes ``{iter: loss}`` (the mean over ranks) to a JSON file."""
+
+    def __init__(self, out_file: str) -> None:
+        self.out_file, self.losses = out_file, {}
+
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
+                         outputs=None):
+        loss = outputs['loss'].detach().clone()
+        all_reduce(loss, op='mean')
+        self.losses[runner.iter] = float(loss)
+
+    def after_train(self, runner):
+        if get_rank() == 0:
+            with open(self.out_file, 'w') as f:
+                json.dump(self.losses, f)
+
+
+def batch_free(cfg: Config) -> Config:
+    """GroupNorm instead of BN and identical deterministic views, so the
+    loss of a global batch does not depend on how ranks split it."""
+    gn = dict(type='GN', num_groups=32)
+    base = cfg.model.base
+    base.backbone.norm_cfg = gn
+    base.neck.norm_cfg = gn
+    base.head.predictor.norm_cfg = gn
+    cfg.model.neck.norm_cfg = gn
+    cfg.train_dataloader.dataset.pipeline = [
+        dict(type='LoadImageFromFile'),
+        dict(
+            type='MultiView',
+            num_views=2,
+            transforms=[[dict(type='Resize', scale=32)]]),
+        dict(type='PackInputs')
+    ]
     return cfg
