@@ -84,8 +84,11 @@ def test_missing_or_truncated_checkpoint_on_resume(tmp_path):
 
 def test_corrupt_image_is_named(tmp_path):
     cfg = toy_cfg(tmp_path, max_epochs=1, warmup_epochs=0)
+    # its own copy of the data: the shared one must stay intact
+    cfg.train_dataloader.dataset.data_root = str(tmp_path / 'data')
     runner = Runner.from_cfg(cfg)
     img = runner.train_dataloader.dataset.get_data_info(5)['img_path']
+    assert img.startswith(str(tmp_path))
     with open(img, 'wb') as f:
         f.write(b'not a png')
     with pytest.raises(Exception, match=os.path.basename(img)):
