@@ -12,12 +12,19 @@ model = dict(
         norm_cfg=dict(type='BN'),
         frozen_stages=4,
         init_cfg=dict(type='Pretrained', checkpoint='', prefix='backbone.')),
+    # features of small SSL runs vary widely in scale: normalise them with
+    # a parameter-free BN before the linear layer (as MMPretrain's MAE
+    # linear probe does)
+    neck=[
+        dict(type='GlobalAveragePooling'),
+        dict(type='ClsBatchNormNeck', input_features=512)
+    ],
     head=dict(num_classes=10, topk=(1, )))
 
 max_epochs = 20
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='SGD', lr=1.0, momentum=0.9, weight_decay=0.))
+    optimizer=dict(type='SGD', lr=0.5, momentum=0.9, weight_decay=0.))
 param_scheduler = [
     dict(type='CosineAnnealingLR', T_max=max_epochs, by_epoch=True, begin=0,
          end=max_epochs)
