@@ -24,7 +24,8 @@ if [ -z "${HIRL_MM_SKIP_APT:-}" ] && [ ! -f /usr/share/datasets/fashion-mnist/tr
     && command -v apt-get >/dev/null; then
   log "installing dataset-fashion-mnist with apt-get"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null
+  { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null; } \
+    || log "warning: dataset-fashion-mnist not installed; give HiRLFashionMNIST a source_root"
 fi
 
 # Skip everything when the requirements have not changed since the last run.
