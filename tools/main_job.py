@@ -53,6 +53,8 @@ def parse_args():
     parser.add_argument('--epochs', type=int, default=8)
     parser.add_argument(
         '--warmup', type=int, default=3, help='HIRL warm-up epochs')
+    parser.add_argument('--interval', type=int, default=1,
+                        help='HIRL re-clusters every N epochs')
     parser.add_argument('--seeds', type=int, nargs='+', default=[0])
     parser.add_argument('--knn-k', type=int, default=20)
     return parser.parse_args()
@@ -70,6 +72,7 @@ def train(name, args, seed):
     for hook in cfg.custom_hooks:
         if hook.type == 'HiRLPrototypeHook':
             hook.warmup_epochs = args.warmup
+            hook.interval = args.interval
             hook.kmeans_cfg = dict(init='kmeans++')
     runner = Runner.from_cfg(cfg)
     start = time.time()
