@@ -10,10 +10,11 @@ data_preprocessor = dict(
     std=[90.02, 90.02, 90.02],
     to_rgb=True)
 
+# Only flips: frozen features of short CPU pre-training are not invariant
+# to crops (RandomResizedCrop cut the linear probe from 63% to 30%).
 train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='RandomResizedCrop', scale=32, crop_ratio_range=(0.5, 1.),
-         backend='pillow'),
+    dict(type='Resize', scale=32),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackInputs'),
 ]

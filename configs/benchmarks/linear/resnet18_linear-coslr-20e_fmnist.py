@@ -24,7 +24,7 @@ model = dict(
 max_epochs = 20
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='SGD', lr=0.5, momentum=0.9, weight_decay=0.))
+    optimizer=dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=0.))
 param_scheduler = [
     dict(type='CosineAnnealingLR', T_max=max_epochs, by_epoch=True, begin=0,
          end=max_epochs)
