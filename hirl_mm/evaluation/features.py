@@ -2,8 +2,9 @@ from typing import Dict
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from mmengine.runner import Runner
+
+from hirl_mm.utils import pooled_embedding
 
 
 @torch.no_grad()
@@ -27,9 +28,7 @@ def extract_backbone_features(model, dataloader) -> Dict[str, np.ndarray]:
     for data in dataloader:
         data = model.data_preprocessor(data, False)
         out = model.extract_feat(data['inputs'])[-1]
-        if out.dim() > 2:
-            out = out.flatten(2).mean(-1)
-        feats.append(F.normalize(out.float(), dim=1).cpu())
+        feats.append(pooled_embedding(out).cpu())
         for ds in data['data_samples']:
             labels.append(int(ds.gt_label))
             if 'coarse_label' in ds:

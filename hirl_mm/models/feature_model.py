@@ -1,10 +1,11 @@
 from typing import List, Optional
 
 import torch
-import torch.nn.functional as F
 from mmengine.model import BaseModel
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
+
+from hirl_mm.utils import pooled_embedding
 
 
 @MODELS.register_module()
@@ -37,10 +38,7 @@ class HiRLFeatureModel(BaseModel):
         self.out_index = out_index
 
     def extract_feat(self, inputs: torch.Tensor) -> torch.Tensor:
-        out = self.backbone(inputs)[self.out_index]
-        if out.dim() > 2:  # N x C x H x W -> N x C
-            out = out.flatten(2).mean(-1)
-        return F.normalize(out.float(), dim=1)
+        return pooled_embedding(self.backbone(inputs)[self.out_index])
 
     def forward(self,
                 inputs: torch.Tensor,

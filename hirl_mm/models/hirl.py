@@ -2,11 +2,11 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from mmengine.model import BaseModel
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
+from hirl_mm.utils import global_pool, pooled_embedding
 from .prototypes import HierarchicalPrototypes
 
 # Sub-modules of common MMPretrain algorithms that hold the momentum /
@@ -134,10 +134,7 @@ class HiRL(BaseModel):
             out = self.base.neck(self.base.backbone(inputs))
         else:
             out = self._find(self.proto_branch, 'proto_branch')(inputs)
-        out = _first_tensor(out)
-        if out.dim() > 2:  # feature maps: global average pooling
-            out = out.flatten(2).mean(-1)
-        return F.normalize(out.float(), dim=1)
+        return pooled_embedding(_first_tensor(out))
 
     def loss(self, inputs: List[torch.Tensor],
              data_samples: List[DataSample]) -> Dict[str, torch.Tensor]:
@@ -159,9 +156,7 @@ class HiRL(BaseModel):
         if not self.prototypes.ready:
             return losses
 
-        proj = captured[0]
-        if proj.dim() > 2:
-            proj = proj.flatten(2).mean(-1)
+        proj = global_pool(captured[0])
         embeddings = self.hirl_neck(proj)
         sample_idx = torch.as_tensor([ds.sample_idx for ds in data_samples],
                                      device=proj.device)
