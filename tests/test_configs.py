@@ -6,9 +6,12 @@ from mmengine.config import Config
 from mmpretrain.registry import HOOKS, MODELS
 from toy import CONFIGS
 
+# mmdet / mmseg benchmark configs build in their own scopes
+# (tests/test_transfer.py).
 ALL = sorted(
     p for p in glob.glob(osp.join(CONFIGS, '**', '*.py'), recursive=True)
-    if '_base_' not in p)
+    if '_base_' not in p and 'mmdetection' not in p
+    and 'mmsegmentation' not in p)
 
 
 def test_the_documented_paths_exist():

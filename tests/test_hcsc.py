@@ -119,3 +119,50 @@ def test_training_terms(tmp_path):
     conc = runner.model.prototypes.concentrations
     assert [c.shape[0] for c in conc] == [15, 5]
     assert all(abs(float(c.mean()) - 1) < 1e-4 for c in conc)
+
+
+def test_local_crop_terms():
+    torch.manual_seed(0)
+    model = build(num_clusters=[8])  # one level: no sampled proto negatives
+    feats = F.normalize(torch.randn(40, 128), dim=1).numpy()
+    res = hierarchical_kmeans(feats, [8], nredo=1, seed=0)
+    model.prototypes.update(res, 0, res.concentrations())
+    from mmpretrain.structures import DataSample
+    samples = [DataSample(metainfo=dict(sample_idx=i)) for i in range(4)]
+    im_q, im_k = torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32)
+    queue = model.queue.clone()
+    torch.manual_seed(1)
+    losses = model.loss([im_q, im_k, im_q], samples)
+    # a local crop identical to the query gives exactly the query's terms
+    assert set(losses) == {
+        'loss_ins', 'loss_proto', 'loss_ins_local', 'loss_proto_local'
+    }
+    torch.testing.assert_close(losses['loss_ins_local'], losses['loss_ins'])
+    torch.testing.assert_close(losses['loss_proto_local'],
+                               losses['loss_proto'])
+    # crops of other sizes: finite terms that reach the backbone
+    model.queue.copy_(queue)
+    losses = model.loss(
+        [im_q, im_k,
+         torch.randn(4, 3, 20, 20),
+         torch.randn(4, 3, 16, 16)], samples)
+    assert all(torch.isfinite(v) for v in losses.values())
+    losses['loss_ins_local'].backward()
+    assert model.backbone.conv1.weight.grad.abs().sum() > 0
+
+
+def test_multi_crop_training(tmp_path):
+    cfg = toy_cfg(
+        tmp_path,
+        config=HCSC.replace('coslr', 'mcrop-1-4-coslr'),
+        max_epochs=2,
+        warmup_epochs=1,
+        num_clusters=(15, 5),
+        batch_size=16)
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    hub = runner.message_hub.log_scalars
+    for key in ('loss_ins', 'loss_proto', 'loss_ins_local',
+                'loss_proto_local'):
+        assert math.isfinite(hub[f'train/{key}'].current())
+    assert 'train/loss_local' in hub  # the warm-up epoch: MoCo terms

@@ -28,7 +28,10 @@ class HiRLHCSC(MoCo):
       ``1 - softmax_u(c_j . u / phi'_u)[parent of the positive]`` over the
       next level's prototypes u.
 
-    Before the first clustering it is plain MoCo (``loss``).
+    Before the first clustering it is plain MoCo (``loss``). Views after
+    the query and the key are local crops (multi-crop): each is another query
+    of the same key, with the same terms averaged over the crops
+    (``loss_local`` / ``loss_ins_local`` and ``loss_proto_local``).
 
     Args:
         num_clusters (Sequence[int]): Prototypes per level, finest first.
@@ -119,10 +122,32 @@ class HiRLHCSC(MoCo):
         return F.cross_entropy(
             logits.masked_fill(~mask, float('-inf')), paths[:, lvl])
 
+    def _encode(self, images: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.neck(self.backbone(images))[0], dim=1)
+
+    def _selective_terms(self, q: torch.Tensor, k: torch.Tensor,
+                         queue: torch.Tensor, paths: torch.Tensor,
+                         keeps: List[torch.Tensor]) -> tuple:
+        """``(sum_l L_ins^l, (1 / L) sum_l L_proto^l)`` of queries ``q``."""
+        l_pos = (q * k).sum(1, keepdim=True)  # B x 1
+        l_neg = q @ queue  # B x K
+        loss_ins, loss_proto = 0., 0.
+        for lvl, keep in enumerate(keeps):
+            loss_ins = loss_ins + self.instance_loss(l_pos, l_neg, keep)
+            loss_proto = loss_proto + self.proto_loss(q, paths, lvl)
+        return loss_ins, loss_proto / len(keeps)
+
     def loss(self, inputs: List[torch.Tensor], data_samples: List[DataSample],
              **kwargs) -> Dict[str, torch.Tensor]:
+        """Views: query, key, then optional local crops (multi-crop).
+
+        Each local crop is another query of the same key; its terms are
+        averaged over the local crops and logged as ``*_local``.
+        """
         im_q, im_k = inputs[0], inputs[1]
-        q = F.normalize(self.neck(self.backbone(im_q))[0], dim=1)  # B x D
+        q = self._encode(im_q)  # B x D
+        # one pass per local crop: their sizes differ
+        local_qs = [self._encode(x) for x in inputs[2:]]
         with torch.no_grad():
             self.encoder_k.update_parameters(
                 nn.Sequential(self.backbone, self.neck))
@@ -130,26 +155,42 @@ class HiRLHCSC(MoCo):
             k = F.normalize(self.encoder_k(im_k)[0], dim=1)
             k = batch_unshuffle_ddp(k, idx_unshuffle)
         queue = self.queue.clone().detach()  # D x K
-        l_pos = (q * k).sum(1, keepdim=True)  # B x 1
-        l_neg = q @ queue  # B x K
 
         protos = self.prototypes
         if not protos.ready:
-            losses = dict(loss=self.head.loss(l_pos, l_neg))
+            losses = dict(loss=self._moco_loss(q, k, queue))
+            if local_qs:
+                losses['loss_local'] = sum(
+                    self._moco_loss(lq, k, queue)
+                    for lq in local_qs) / len(local_qs)
         else:
             sample_idx = torch.as_tensor(
                 [ds.sample_idx for ds in data_samples], device=q.device)
             paths = protos.paths(sample_idx)  # B x L
-            loss_ins, loss_proto = 0., 0.
-            for lvl in range(protos.num_levels):
-                keep = torch.bernoulli(
+            # the kept queue negatives depend on the image, not the crop
+            keeps = [
+                torch.bernoulli(
                     self.keep_probability(
                         queue.t(), protos.centroids[lvl],
                         self.temperature * protos.concentrations[lvl],
                         paths[:, lvl])).bool()
-                loss_ins = loss_ins + self.instance_loss(l_pos, l_neg, keep)
-                loss_proto = loss_proto + self.proto_loss(q, paths, lvl)
+                for lvl in range(protos.num_levels)
+            ]
             losses = dict(
-                loss_ins=loss_ins, loss_proto=loss_proto / protos.num_levels)
+                zip(('loss_ins', 'loss_proto'),
+                    self._selective_terms(q, k, queue, paths, keeps)))
+            if local_qs:
+                terms = [
+                    self._selective_terms(lq, k, queue, paths, keeps)
+                    for lq in local_qs
+                ]
+                losses['loss_ins_local'] = sum(t[0]
+                                               for t in terms) / len(terms)
+                losses['loss_proto_local'] = sum(t[1]
+                                                 for t in terms) / len(terms)
         self._dequeue_and_enqueue(k)
         return losses
+
+    def _moco_loss(self, q: torch.Tensor, k: torch.Tensor,
+                   queue: torch.Tensor) -> torch.Tensor:
+        return self.head.loss((q * k).sum(1, keepdim=True), q @ queue)
