@@ -33,6 +33,9 @@ METHODS = {
     'MoCo v2': 'configs/mocov2/mocov2_resnet18_1xb64-coslr-10e_fmnist.py',
     'HIRL-MoCo v2':
     'configs/hirl/hirl-mocov2_resnet18_1xb64-coslr-10e_fmnist.py',
+    'HCSC': 'configs/hcsc/hcsc_resnet18_1xb64-coslr-10e_fmnist.py',
+    'HCSC multi-crop':
+    'configs/hcsc/hcsc_resnet18_1xb64-mcrop-1-4-coslr-10e_fmnist.py',
 }
 LEVELS = (('fine', 'labels'), ('coarse', 'coarse_labels'))
 
