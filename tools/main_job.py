@@ -33,6 +33,12 @@ METHODS = {
     'MoCo v2': 'configs/mocov2/mocov2_resnet18_1xb64-coslr-10e_fmnist.py',
     'HIRL-MoCo v2':
     'configs/hirl/hirl-mocov2_resnet18_1xb64-coslr-10e_fmnist.py',
+    'SwAV': 'configs/swav/swav_resnet18_1xb64-mcrop-2-2-coslr-10e_fmnist.py',
+    'HIRL-SwAV':
+    'configs/hirl/hirl-swav_resnet18_1xb64-mcrop-2-2-coslr-10e_fmnist.py',
+    'MoCo v3': 'configs/mocov3/mocov3_vit-tiny-p4_1xb64-coslr-10e_fmnist.py',
+    'HIRL-MoCo v3':
+    'configs/hirl/hirl-mocov3_vit-tiny-p4_1xb64-coslr-10e_fmnist.py',
     'HCSC': 'configs/hcsc/hcsc_resnet18_1xb64-coslr-10e_fmnist.py',
     'HCSC multi-crop':
     'configs/hcsc/hcsc_resnet18_1xb64-mcrop-1-4-coslr-10e_fmnist.py',

@@ -3,6 +3,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import torch
 import torch.nn as nn
 from mmengine.model import BaseModel
+from mmpretrain.models.necks import SwAVNeck
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
@@ -12,6 +13,8 @@ from .prototypes import HierarchicalPrototypes
 # Sub-modules of common MMPretrain algorithms that hold the momentum /
 # teacher branch, i.e. ``Sequential(backbone, neck)`` averaged copies.
 MOMENTUM_BRANCHES = ('encoder_k', 'momentum_encoder', 'target_net', 'teacher')
+# Necks that take a list of backbone outputs, one per crop resolution.
+MULTI_RESOLUTION_NECKS = (SwAVNeck, )
 
 
 def _first_tensor(out) -> torch.Tensor:
@@ -20,13 +23,30 @@ def _first_tensor(out) -> torch.Tensor:
     return out
 
 
+def first_view(proj: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """The first view's rows of a projection of all views at once.
+
+    Multi-crop algorithms (e.g. SwAV) project every crop in one call:
+    (V * B, D) with the views stacked view by view, first view first.
+    """
+    if proj.shape[0] == batch_size:
+        return proj
+    if proj.shape[0] > batch_size and proj.shape[0] % batch_size == 0:
+        return proj[:batch_size]  # V*B x D -> B x D
+    raise RuntimeError(
+        f'The captured online projection has {proj.shape[0]} rows, which is '
+        f'not a multiple of the batch size {batch_size}: `proj_module` '
+        'must output one row per image (per view).')
+
+
 @MODELS.register_module()
 class HiRL(BaseModel):
     """HIRL: hierarchical representation learning on top of any SSL method.
 
     The base algorithm trains as usual and learns the finest semantics; its
     online projection (captured from ``proj_module``'s first call in a step,
-    so the backbone never runs twice) goes through :class:`HiRLNeck` to one
+    so the backbone never runs twice; the first view's rows when all crops
+    are projected at once, as in SwAV) goes through :class:`HiRLNeck` to one
     embedding per prototype level and :class:`HiRLSPDHead` discriminates the
     image's own root-to-leaf path of prototypes from sampled ones. The
     prototypes are built by :class:`HiRLPrototypeHook`; before the first
@@ -53,6 +73,11 @@ class HiRL(BaseModel):
             'encoder_k', 'momentum_encoder', 'target_net', 'teacher' that
             ``base`` has,
             else 'online'.
+        reassign_each_iter (bool): Refresh the positive paths every
+            iteration from the batch's captured projections (nearest level-0
+            prototype, then its ancestors) instead of the hook's per-epoch
+            assignments, as HIRL-SwAV does. The projections must live in the
+            prototypes' space (``proto_branch='online'``). Defaults to False.
         data_preprocessor (dict, optional): Passed to ``base``.
         init_cfg (dict, optional): Initialization config. Defaults to None.
     """
@@ -65,6 +90,7 @@ class HiRL(BaseModel):
                  loss_weight: float = 1.0,
                  proj_module: str = 'neck',
                  proto_branch: Optional[str] = None,
+                 reassign_each_iter: bool = False,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         base = dict(base)
@@ -87,6 +113,7 @@ class HiRL(BaseModel):
         if proto_branch != 'online':
             self._find(proto_branch, 'proto_branch')
         self.proto_branch = proto_branch
+        self.reassign_each_iter = reassign_each_iter
 
         self.prototypes = HierarchicalPrototypes(num_clusters)
         self.hirl_neck = MODELS.build(
@@ -104,6 +131,11 @@ class HiRL(BaseModel):
     @property
     def backbone(self) -> nn.Module:
         return self.base.backbone
+
+    @property
+    def head(self) -> nn.Module:
+        """The base head, for upstream hooks (e.g. ``SwAVHook``)."""
+        return self.base.head
 
     def _find(self, path: str, key: str) -> nn.Module:
         module = self.base
@@ -131,7 +163,10 @@ class HiRL(BaseModel):
     def extract_proto_feat(self, inputs: torch.Tensor) -> torch.Tensor:
         """Normalised projections the prototypes are built from, (B, D)."""
         if self.proto_branch == 'online':
-            out = self.base.neck(self.base.backbone(inputs))
+            feats = self.base.backbone(inputs)
+            if isinstance(self.base.neck, MULTI_RESOLUTION_NECKS):
+                feats = [feats]
+            out = self.base.neck(feats)
         else:
             out = self._find(self.proto_branch, 'proto_branch')(inputs)
         return pooled_embedding(_first_tensor(out))
@@ -156,13 +191,16 @@ class HiRL(BaseModel):
         if not self.prototypes.ready:
             return losses
 
-        proj = global_pool(captured[0])
+        proj = first_view(global_pool(captured[0]), len(data_samples))
         embeddings = self.hirl_neck(proj)
-        sample_idx = torch.as_tensor([ds.sample_idx for ds in data_samples],
-                                     device=proj.device)
-        pos_paths = self.prototypes.paths(sample_idx)  # B x L
+        if self.reassign_each_iter:
+            pos_paths = self.prototypes.assign(proj.detach())  # B x L
+        else:
+            sample_idx = torch.as_tensor(
+                [ds.sample_idx for ds in data_samples], device=proj.device)
+            pos_paths = self.prototypes.paths(sample_idx)  # B x L
         neg_leaves = self.hirl_head.sample_negatives(
-            len(sample_idx), self.num_clusters[0], proj.device)
+            len(proj), self.num_clusters[0], proj.device)
         neg_paths = self.prototypes.expand_paths(neg_leaves)  # B x K x L
         losses['loss_spd'] = self.loss_weight * self.hirl_head.loss(
             embeddings, pos_paths, self.prototypes.centroids, neg_paths)

@@ -2,6 +2,7 @@ from typing import List, Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from hirl_mm.utils.hierarchical_kmeans import HierarchicalClustering
 
@@ -76,6 +77,21 @@ class HierarchicalPrototypes(nn.Module):
                 f'prototypes were built for {self.assignments.numel()} '
                 'training images. Was the training set changed?')
         return self.expand_paths(self.assignments[sample_idx])
+
+    @torch.no_grad()
+    def assign(self, feats: torch.Tensor) -> torch.Tensor:
+        """Paths (B, L) of features (B, D): nearest level-0 prototype (cosine)
+        and its ancestors through the parent maps."""
+        if not self.ready:
+            raise RuntimeError('The prototypes have not been built yet.')
+        cent = self.centroids_0
+        if feats.dim() != 2 or feats.shape[1] != cent.shape[1]:
+            raise ValueError(
+                f'Cannot assign features of shape {tuple(feats.shape)} to '
+                f'level-0 prototypes of dimension {cent.shape[1]}: use the '
+                'features the prototypes were built from.')
+        leaves = (F.normalize(feats.float(), dim=1) @ cent.t()).argmax(1)
+        return self.expand_paths(leaves)
 
     @torch.no_grad()
     def update(self,
