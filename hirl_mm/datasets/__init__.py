@@ -1,10 +1,14 @@
 from .base_hierarchical import HiRLHierarchicalDataset, balanced_subset
 from .cifar import HiRLCIFAR10, HiRLCIFAR100
+from .coco_multilabel import HiRLCOCOMultiLabel
 from .fashion_mnist import HiRLFashionMNIST
 from .knn_dataset import HiRLKNNDataset
+from .photo_mosaics import HiRLPhotoMosaics
 from .photo_patches import HiRLPhotoPatches
+from .pyramid_patches import HiRLPyramidPatches
 
 __all__ = [
     'HiRLHierarchicalDataset', 'HiRLFashionMNIST', 'HiRLPhotoPatches',
-    'HiRLCIFAR10', 'HiRLCIFAR100', 'HiRLKNNDataset', 'balanced_subset'
+    'HiRLCIFAR10', 'HiRLCIFAR100', 'HiRLKNNDataset', 'balanced_subset',
+    'HiRLPhotoMosaics', 'HiRLPyramidPatches', 'HiRLCOCOMultiLabel'
 ]

@@ -1,0 +1,34 @@
+# The multi-label linear probe on COCO 2014 (80 classes; labels = the
+# categories of each image's instances, HiRLCOCOMultiLabel), train2014 ->
+# val2014, mAP. Data from a local path:
+#   data/coco/annotations/instances_{train,val}2014.json
+#   data/coco/{train,val}2014/*.jpg
+_base_ = './resnet50_multilabel-linear-8xb32-coslr-30e_voc07.py'
+
+num_classes = 80
+data_root = 'data/coco'
+data_preprocessor = dict(num_classes=num_classes)
+model = dict(head=dict(num_classes=num_classes))
+
+train_dataloader = dict(
+    dataset=dict(
+        _delete_=True,
+        type='HiRLCOCOMultiLabel',
+        data_root=data_root,
+        ann_file='annotations/instances_train2014.json',
+        data_prefix='train2014',
+        pipeline=_base_.train_pipeline))
+val_dataloader = dict(
+    dataset=dict(
+        _delete_=True,
+        type='HiRLCOCOMultiLabel',
+        data_root=data_root,
+        ann_file='annotations/instances_val2014.json',
+        data_prefix='val2014',
+        pipeline=_base_.test_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = [
+    dict(type='AveragePrecision'),
+    dict(type='MultiLabelMetric', average='macro')
+]
+test_evaluator = val_evaluator

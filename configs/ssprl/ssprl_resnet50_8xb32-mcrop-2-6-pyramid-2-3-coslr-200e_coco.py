@@ -1,0 +1,69 @@
+# SS-PRL, the reference setting: MMPretrain's SwAV (R50, 2 x 224 + 6 x 96
+# global crops, eps 0.05, 3 Sinkhorn iterations, T 0.1) with a 2 x 2 and a
+# 3 x 3 patch pyramid (crops 314 / 383 of 0.6-1.0 of the image, patches
+# 112 / 96, two views each), 150 prototypes per scale, 300 global, all
+# lambdas 0.25; COCO train2014 images as an unlabeled folder, 200 epochs.
+_base_ = 'mmpretrain::swav/swav_resnet50_8xb32-mcrop-coslr-200e_in1k-224px-96px.py'
+custom_imports = dict(imports=['hirl_mm'], allow_failed_imports=False)
+
+data_root = 'data/coco/'  # data/coco/train2014/*.jpg, no annotations used
+grids = [2, 3]
+num_patch_views = 2
+num_global_prototypes = 300
+num_local_prototypes = 150
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(
+        type='HiRLPyramidPatches',
+        grids=grids,
+        crop_sizes=[314, 383],
+        patch_sizes=[112, 96],
+        crop_ratio_range=(0.6, 1.0),
+        num_views=num_patch_views,
+        # the global views' augmentations after their crop
+        patch_pipeline=_base_.view_pipeline1[1:],
+        global_views=dict(
+            type='MultiView',
+            num_views=_base_.num_crops,
+            transforms=[_base_.view_pipeline1, _base_.view_pipeline2])),
+    dict(type='PackInputs')
+]
+train_dataloader = dict(
+    dataset=dict(
+        _delete_=True,
+        type='CustomDataset',
+        data_root=data_root,
+        data_prefix='train2014',
+        with_label=False,
+        pipeline=train_pipeline))
+
+patch_head = dict(
+    type='HiRLPatchSwAVHead',
+    neck=dict(
+        type='SwAVNeck',
+        in_channels=2048,
+        hid_channels=2048,
+        out_channels=128,
+        with_avg_pool=True),
+    loss=dict(
+        type='SwAVLoss',
+        feat_dim=128,
+        epsilon=0.05,
+        temperature=0.1,
+        num_crops=[num_patch_views],
+        num_prototypes=num_local_prototypes))
+cross_scale_head = dict(
+    type='HiRLCrossScaleHead',
+    num_local=num_local_prototypes,
+    num_global=num_global_prototypes,
+    temperature=0.1)
+model = dict(
+    type='HiRLSSPRL',
+    head=dict(loss=dict(num_prototypes=num_global_prototypes)),
+    grids=grids,
+    num_patch_views=num_patch_views,
+    patch_heads=[patch_head] * len(grids),
+    cross_scale_heads=[cross_scale_head] * len(grids),
+    lambda_local=[0.25, 0.25],
+    lambda_l2g=[0.25, 0.25])
