@@ -1,0 +1,190 @@
+"""HIRL on every embedded SSL method, by configuration alone.
+
+Every ``configs/hirl/hirl-*_fmnist.py`` is built at toy size, its prototypes
+are built by the real ``HiRLPrototypeHook`` (feature pipeline, extraction,
+hierarchical k-means), it trains two iterations past the warm-up through its
+own optimizer wrapper, and on a fixed batch the SPD loss goes down.
+"""
+import glob
+import math
+import os.path as osp
+from types import SimpleNamespace
+
+import pytest
+import torch
+from mmengine.logging import MessageHub, MMLogger
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import init_default_scope
+from mmengine.runner import Runner
+from mmpretrain.registry import HOOKS, MODELS
+from toy import CONFIGS, toy_cfg
+
+from hirl_mm.models.hirl import first_view
+from hirl_mm.models.prototypes import HierarchicalPrototypes
+from hirl_mm.utils.hierarchical_kmeans import HierarchicalClustering
+
+EMBEDDED = sorted(glob.glob(osp.join(CONFIGS, 'hirl', 'hirl-*_fmnist.py')))
+HIRL_SWAV = osp.join(CONFIGS, 'hirl',
+                     'hirl-swav_resnet18_1xb64-mcrop-2-2-coslr-10e_fmnist.py')
+TOY_CLUSTERS = [8, 4, 2]  # 30 toy images
+
+
+def toy_setup(path, tmp_path, batch_size=8):
+    """Model, optimizer wrapper, training loader and config at toy size."""
+    torch.manual_seed(0)
+    init_default_scope('mmpretrain')
+    cfg = toy_cfg(tmp_path, config=path, num_train=2, batch_size=batch_size)
+    cfg.model.num_clusters = TOY_CLUSTERS[:len(cfg.model.num_clusters)]
+    hub = MessageHub.get_current_instance()  # momentum schedules read these
+    hub.update_info('iter', 0)
+    hub.update_info('max_iters', 100)
+    model = MODELS.build(
+        dict(cfg.model, data_preprocessor=cfg.data_preprocessor))
+    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    loader = Runner.build_dataloader(cfg.train_dataloader, seed=0)
+    return model, optim_wrapper, loader, cfg
+
+
+def build_prototypes(model, loader, cfg):
+    """Runs the config's prototype hook as the Runner would at warm-up."""
+    hook_cfg = next(
+        dict(h) for h in cfg.custom_hooks if h.type == 'HiRLPrototypeHook')
+    hook = HOOKS.build(hook_cfg)
+    runner = SimpleNamespace(
+        model=model,
+        epoch=hook.warmup_epochs,
+        cfg=cfg,
+        train_dataloader=loader,
+        logger=MMLogger.get_current_instance())
+    hook.before_train(runner)
+    hook.before_train_epoch(runner)
+
+
+def test_the_glob_covers_the_methods():
+    names = [osp.basename(p).split('_')[0] for p in EMBEDDED]
+    assert {
+        'hirl-simsiam', 'hirl-mocov2', 'hirl-byol', 'hirl-swav', 'hirl-mocov3',
+        'hirl-barlowtwins'
+    } <= set(names)
+
+
+@pytest.mark.parametrize(
+    'path', EMBEDDED, ids=lambda p: osp.basename(p).split('_')[0])
+def test_embedded_hirl_trains_past_warmup(path, tmp_path):
+    model, optim_wrapper, loader, cfg = toy_setup(path, tmp_path)
+    assert not model.prototypes.ready
+    build_prototypes(model, loader, cfg)
+    protos = model.prototypes
+    assert protos.ready
+    assert protos.assignments.shape == (len(loader.dataset), )
+    assert [len(c) for c in protos.centroids] == model.num_clusters
+
+    model.train()
+    batches = iter(loader)
+    for it in range(2):
+        MessageHub.get_current_instance().update_info('iter', it)
+        log_vars = model.train_step(next(batches), optim_wrapper)
+        assert 'loss_spd' in log_vars
+        assert all(math.isfinite(float(v)) for v in log_vars.values())
+
+    # Optimise the SPD loss alone on one fixed batch (fixed negatives).
+    data = model.data_preprocessor(next(batches), True)
+    optim = torch.optim.SGD(model.parameters(), lr=0.05)
+    spd = []
+    for _ in range(4):
+        torch.manual_seed(1)
+        loss = model.loss(**data)['loss_spd']
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+        spd.append(loss.item())
+    assert spd[-1] < spd[0], spd
+
+
+def test_first_view_of_a_multi_crop_projection():
+    proj = torch.arange(12.).view(6, 2)  # 3 views x 2 images
+    assert torch.equal(first_view(proj, 2), proj[:2])
+    assert torch.equal(first_view(proj, 6), proj)
+    with pytest.raises(RuntimeError, match='not a multiple of the batch'):
+        first_view(proj, 4)
+
+
+def hand_made_tree():
+    """Level 0: 4 prototypes on the unit circle; level 1: 2 halves;
+    level 2: the root."""
+    protos = HierarchicalPrototypes([4, 2, 1])
+    c0 = torch.tensor([[1., 0.], [0., 1.], [-1., 0.], [0., -1.]])
+    c1 = torch.tensor([[1., 1.], [-1., -1.]]) / math.sqrt(2)
+    protos.update(
+        HierarchicalClustering(
+            assignments=torch.tensor([3, 3, 3]),
+            centroids=[c0, c1, torch.tensor([[1., 0.]])],
+            parents=[torch.tensor([0, 0, 1, 1]),
+                     torch.tensor([0, 0])],
+            distances=[]),
+        epoch=0)
+    return protos
+
+
+def test_reassignment_on_a_hand_made_tree():
+    protos = hand_made_tree()
+    feats = torch.tensor([[2., 0.1], [0.1, 3.], [-1., 0.2], [0.3, -5.]])
+    assert protos.assign(feats).tolist() == [[0, 0, 0], [1, 0, 0], [2, 1, 0],
+                                             [3, 1, 0]]
+    # the stored per-epoch assignments are not used
+    assert protos.paths(torch.tensor([0])).tolist() == [[3, 1, 0]]
+    with pytest.raises(ValueError, match='dimension 2'):
+        protos.assign(torch.ones(2, 3))
+    with pytest.raises(RuntimeError, match='not been built'):
+        HierarchicalPrototypes([4, 2]).assign(feats)
+
+
+@pytest.mark.parametrize('reassign', [True, False])
+def test_hirl_swav_positive_paths(reassign, tmp_path, monkeypatch):
+    """SwAV projects all 4 crops at once: HIRL takes the first view's rows
+    and, with ``reassign_each_iter``, re-assigns them every iteration."""
+    model, _, loader, cfg = toy_setup(HIRL_SWAV, tmp_path)
+    assert cfg.model.reassign_each_iter and model.reassign_each_iter
+    model.reassign_each_iter = reassign
+    build_prototypes(model, loader, cfg)
+    # stored assignments that a re-assignment must overwrite
+    model.prototypes.assignments.fill_(model.num_clusters[0] - 1)
+
+    seen = {}
+    neck_out = []
+    model.base.neck.register_forward_hook(lambda m, i, o: neck_out.append(o))
+    loss = model.hirl_head.loss
+    monkeypatch.setattr(
+        model.hirl_head, 'loss', lambda emb, pos, *a: seen.update(
+            emb=emb, pos=pos) or loss(emb, pos, *a))
+    model.train()
+    data = model.data_preprocessor(next(iter(loader)), True)
+    batch = len(data['data_samples'])
+    model.loss(**data)
+
+    assert neck_out[0].shape == (4 * batch, 128)  # 2 global + 2 local crops
+    assert seen['emb'][0].shape == (batch, 128)
+    if reassign:
+        expected = model.prototypes.assign(neck_out[0][:batch])
+    else:
+        idx = torch.tensor([ds.sample_idx for ds in data['data_samples']])
+        expected = model.prototypes.paths(idx)
+        assert (expected[:, 0] == model.num_clusters[0] - 1).all()
+    assert torch.equal(seen['pos'], expected)
+
+
+def test_swav_queue_hook_reaches_the_base_head(tmp_path):
+    model, _, loader, cfg = toy_setup(HIRL_SWAV, tmp_path)
+    hook_cfg = next(dict(h) for h in cfg.custom_hooks if h.type == 'SwAVHook')
+    hook_cfg.pop('priority')
+    hook = HOOKS.build(hook_cfg)
+    runner = SimpleNamespace(
+        model=model,
+        epoch=hook.epoch_queue_starts,
+        world_size=1,
+        work_dir=str(tmp_path))
+    hook.before_run(runner)
+    hook.before_train_epoch(runner)
+    queue = model.base.head.loss_module.queue
+    assert model.head is model.base.head
+    assert queue.shape == (2, 640, 128)
