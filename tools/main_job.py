@@ -78,7 +78,7 @@ def train(name, args, seed):
     cfg.param_scheduler[0].update(T_max=args.epochs, end=args.epochs)
     cfg.randomness = dict(seed=seed)
     cfg.default_hooks.logger.interval = 50
-    for hook in cfg.custom_hooks:
+    for hook in cfg.get('custom_hooks', []):
         if hook.type == 'HiRLPrototypeHook':
             hook.warmup_epochs = args.warmup
             hook.interval = args.interval
