@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from mmengine.config import Config
 from mmengine.logging import MessageHub, MMLogger
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
@@ -171,6 +172,14 @@ def test_hirl_swav_positive_paths(reassign, tmp_path, monkeypatch):
         expected = model.prototypes.paths(idx)
         assert (expected[:, 0] == model.num_clusters[0] - 1).all()
     assert torch.equal(seen['pos'], expected)
+
+
+def test_reassignment_needs_online_prototypes():
+    cfg = Config.fromfile(
+        osp.join(CONFIGS, 'hirl',
+                 'hirl-mocov2_resnet18_1xb64-coslr-10e_fmnist.py'))
+    with pytest.raises(ValueError, match="proto_branch='online'"):
+        MODELS.build(dict(cfg.model, reassign_each_iter=True))
 
 
 def test_swav_queue_hook_reaches_the_base_head(tmp_path):

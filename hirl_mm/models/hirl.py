@@ -113,6 +113,11 @@ class HiRL(BaseModel):
         if proto_branch != 'online':
             self._find(proto_branch, 'proto_branch')
         self.proto_branch = proto_branch
+        if reassign_each_iter and proto_branch != 'online':
+            raise ValueError(
+                '`reassign_each_iter=True` assigns the online projection to '
+                'the prototypes, so they must be built from it: set '
+                f"`proto_branch='online'` (got {proto_branch!r}).")
         self.reassign_each_iter = reassign_each_iter
 
         self.prototypes = HierarchicalPrototypes(num_clusters)
