@@ -159,6 +159,18 @@ def test_l2g_gradient_reaches_the_patch_heads_only_of_its_scale():
         assert p.grad is None or p.grad.abs().sum() == 0
 
 
+def test_pyramid_is_batched_one_backbone_call_per_scale():
+    torch.manual_seed(0)
+    model = toy_model()
+    batches = []
+    model.backbone.register_forward_hook(
+        lambda mod, args, out: batches.append(tuple(args[0].shape)))
+    model.loss(toy_inputs(batch=3), None)
+    # SwAV's two global resolutions, then all 2 x 4 and 2 x 9 patch views
+    assert batches == [(6, 3, 48, 48), (12, 3, 24, 24), (24, 3, 16, 16),
+                       (54, 3, 16, 16)]
+
+
 def test_global_codes_match_swav_loss_with_queue():
     torch.manual_seed(0)
     model = toy_model()
