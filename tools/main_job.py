@@ -42,6 +42,12 @@ METHODS = {
     'HCSC': 'configs/hcsc/hcsc_resnet18_1xb64-coslr-10e_fmnist.py',
     'HCSC multi-crop':
     'configs/hcsc/hcsc_resnet18_1xb64-mcrop-1-4-coslr-10e_fmnist.py',
+    'DINO': 'configs/dino/dino_vit-tiny-p4_1xb64-coslr-10e_fmnist.py',
+    'HIRL-DINO':
+    'configs/hirl/hirl-dino_vit-tiny-p4_1xb64-coslr-10e_fmnist.py',
+    'iBOT': 'configs/ibot/ibot_vit-tiny-p4_1xb64-coslr-10e_fmnist.py',
+    'HIRL-iBOT':
+    'configs/hirl/hirl-ibot_vit-tiny-p4_1xb64-coslr-10e_fmnist.py',
 }
 LEVELS = (('fine', 'labels'), ('coarse', 'coarse_labels'))
 
@@ -75,7 +81,9 @@ def train(name, args, seed):
                             f'{name}_seed{seed}'.replace(' ', '').lower())
     cfg.train_dataloader.dataset.subset_size = args.subset
     cfg.train_cfg.max_epochs = args.epochs
-    cfg.param_scheduler[0].update(T_max=args.epochs, end=args.epochs)
+    for scheduler in cfg.param_scheduler:  # lr (and DINO's weight decay)
+        if 'T_max' in scheduler:
+            scheduler.update(T_max=args.epochs, end=args.epochs)
     cfg.randomness = dict(seed=seed)
     cfg.default_hooks.logger.interval = 50
     for hook in cfg.get('custom_hooks', []):
