@@ -1,6 +1,6 @@
 # DINO (hirl_mm's HiRLDINO) on embedded Fashion-MNIST at CPU scale: a tiny
-# ViT (192-d, 6 layers, 3 heads) with 4 x 4 patches, 2 global crops of 32 px
-# + 4 local crops of 16 px, a 1024-way head with a 256-d bottleneck, AdamW
+# ViT (192-d, 4 layers, 3 heads) with 4 x 4 patches, 2 global crops of 32 px
+# + 2 local crops of 16 px, a 1024-way head with a 256-d bottleneck, AdamW
 # with weight decay 0.04 -> 0.4 (cosine), teacher temperature 0.04 -> 0.07
 # over 2 epochs, teacher momentum 0.99 -> 1 (cosine).
 _base_ = [
@@ -9,7 +9,7 @@ _base_ = [
     '../_base_/cpu_runtime.py',
 ]
 
-num_local_views = 4
+num_local_views = 2
 global_view = [
     dict(type='RandomResizedCrop', scale=32, crop_ratio_range=(0.4, 1.),
          backend='pillow'),
@@ -41,7 +41,7 @@ model = dict(
         type='VisionTransformer',
         arch=dict(
             embed_dims=192,
-            num_layers=6,
+            num_layers=4,
             num_heads=3,
             feedforward_channels=768),
         img_size=32,
