@@ -406,3 +406,32 @@ def test_reference_configs():
         hook = [h for h in cfg.custom_hooks
                 if h.type == 'HiRLPrototypeHook'][0]
         assert hook.warmup_epochs == 40
+
+
+def test_weight_decay_schedule_of_embedded_config():
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import PARAM_SCHEDULERS
+    cfg = Config.fromfile(EMBEDDED['dino'])
+    model = build('dino')
+    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    sched = dict(
+        [
+            s for s in cfg.param_scheduler
+            if s.get('param_name') == 'weight_decay'
+        ][0],
+        T_max=4,
+        end=4,
+        by_epoch=False,
+        convert_to_iter_based=False)
+    scheduler = PARAM_SCHEDULERS.build(dict(sched, optimizer=optim_wrapper))
+    values = []
+    for _ in range(4):  # the scheduler stops at its end
+        values.append(
+            sorted({g['weight_decay']
+                    for g in optim_wrapper.param_groups}))
+        scheduler.step()
+    # biases and norms stay at 0; the rest 0.04 -> 0.4 on a cosine
+    for t, (zero, wd) in enumerate(values):
+        assert zero == 0.
+        assert wd == pytest.approx(0.4 + (0.04 - 0.4) *
+                                   (1 + math.cos(math.pi * t / 4)) / 2)
