@@ -11,6 +11,7 @@ from .ibot_head import HiRLiBOTHead
 from .masked_vit import HiRLMaskedViT
 from .patch_swav_head import HiRLPatchSwAVHead
 from .prototypes import HierarchicalPrototypes
+from .simple_fpn import HiRLSimpleFPN
 from .spd_head import HiRLSPDHead
 from .ssprl import HiRLSSPRL
 
@@ -18,5 +19,6 @@ __all__ = [
     'HiRL', 'HiRLFeatureModel', 'HiRLHCSC', 'HiRLNeck', 'HiRLSPDHead',
     'HierarchicalPrototypes', 'HiRLSSPRL', 'HiRLPatchSwAVHead',
     'HiRLCrossScaleHead', 'HiRLDINO', 'HiRLDINOHead', 'HiRLDINONeck',
-    'HiRLiBOT', 'HiRLiBOTHead', 'HiRLMaskedViT', 'random_block_masks'
+    'HiRLiBOT', 'HiRLiBOTHead', 'HiRLMaskedViT', 'random_block_masks',
+    'HiRLSimpleFPN'
 ]

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Embedded-scale transfer smoke comparison: Mask R-CNN R18-FPN (box / mask
+# AP) and FCN R18-D8 (mIoU) on pasted Fashion-MNIST items, from a random
+# init and from each given pre-training checkpoint, same budget.
+#   tools/benchmarks/embedded_transfer.sh WORK_DIR [NAME=CKPT ...]
+#   e.g. tools/benchmarks/embedded_transfer.sh work_dirs/transfer \
+#        simsiam=work_dirs/main_job/simsiam_seed0/epoch_8.pth \
+#        hirl-simsiam=work_dirs/main_job/hirl-simsiam_seed0/epoch_8.pth
+# TASKS="det" or "seg" runs one of the two (default both).
+# Results: WORK_DIR/{det,seg}_NAME/*/vis_data/scalars.json (last line).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+PY=${PYTHON:-$ROOT/.venv/bin/python}
+WORK=$1; shift
+DET=$ROOT/configs/benchmarks/mmdetection/mask-rcnn_r18_fpn_1xb8-200it_fmnist-paste-64x64.py
+SEG=$ROOT/configs/benchmarks/mmsegmentation/fcn_r18-d8_1xb8-200it_fmnist-paste-64x64.py
+
+run() {  # TASK CONFIG NAME CKPT
+  local init="model.backbone.init_cfg.checkpoint=$4"
+  [ "$4" = none ] && init="model.backbone.init_cfg=None"
+  "$PY" "$ROOT/tools/train.py" "$2" --work-dir "$WORK/$1_$3" \
+    --cfg-options "$init"
+}
+for task in ${TASKS:-det seg}; do
+  config=$DET; [ $task = seg ] && config=$SEG
+  run $task "$config" random none
+  for pair in "$@"; do
+    run $task "$config" "${pair%%=*}" "${pair#*=}"
+  done
+done
