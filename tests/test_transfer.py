@@ -27,8 +27,8 @@ DET = osp.join(CONFIGS, 'benchmarks', 'mmdetection')
 SEG = osp.join(CONFIGS, 'benchmarks', 'mmsegmentation')
 BENCHMARKS = sorted(
     glob.glob(osp.join(DET, '*.py')) + glob.glob(osp.join(SEG, '*.py')))
-DET_TOY = osp.join(DET, 'mask-rcnn_r18_fpn_1xb8-200it_fmnist-paste-64x64.py')
-SEG_TOY = osp.join(SEG, 'fcn_r18-d8_1xb8-200it_fmnist-paste-64x64.py')
+DET_TOY = osp.join(DET, 'mask-rcnn_r18_fpn_1xb8-100it_fmnist-paste-64x64.py')
+SEG_TOY = osp.join(SEG, 'fcn_r18-d8_1xb8-100it_fmnist-paste-64x64.py')
 
 
 def test_the_benchmarks_exist():
@@ -73,6 +73,15 @@ def test_benchmark_config(path):
     assert pretrained_init_paths(cfg) == paths
     assert pretrained_cfg_options(
         cfg, 'a.pth') == [f'{p}.checkpoint=a.pth' for p in paths]
+    model = build(cfg, init=False)  # in the config's own scope
+    if 'vit' in path:
+        assert model.backbone.embed_dims == 768
+        assert len(model.backbone.layers) == 12
+    else:
+        assert model.backbone.depth == backbone.depth
+        assert len(model.backbone.res_layers) == (3 if '-c4' in path else 4)
+    if '-c4' in path:
+        assert model.roi_head.shared_head.norm.num_features == 2048
 
 
 def test_schedules():
@@ -108,11 +117,12 @@ def export(tmp_path, backbone):
     return path, {k[len('backbone.'):]: v for k, v in exported.items()}
 
 
-def build(cfg):
+def build(cfg, init=True):
     from mmdet.registry import MODELS
     init_default_scope(cfg.default_scope)
     model = MODELS.build(cfg.model)
-    model.init_weights()
+    if init:
+        model.init_weights()
     return model
 
 

@@ -12,8 +12,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 PY=${PYTHON:-$ROOT/.venv/bin/python}
 WORK=$1; shift
-DET=$ROOT/configs/benchmarks/mmdetection/mask-rcnn_r18_fpn_1xb8-200it_fmnist-paste-64x64.py
-SEG=$ROOT/configs/benchmarks/mmsegmentation/fcn_r18-d8_1xb8-200it_fmnist-paste-64x64.py
+DET=$ROOT/configs/benchmarks/mmdetection/mask-rcnn_r18_fpn_1xb8-100it_fmnist-paste-64x64.py
+SEG=$ROOT/configs/benchmarks/mmsegmentation/fcn_r18-d8_1xb8-100it_fmnist-paste-64x64.py
 
 run() {  # TASK CONFIG NAME CKPT
   local init="model.backbone.init_cfg.checkpoint=$4"

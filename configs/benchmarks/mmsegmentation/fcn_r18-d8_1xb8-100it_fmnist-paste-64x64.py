@@ -1,7 +1,7 @@
 # Embedded-scale transfer: FCN R18-D8 on Fashion-MNIST items pasted on photo
 # backgrounds (64 px, 11 classes = background + 10; the same images as the
-# detection config), BN (CPU), 200 iterations of batch 8, mIoU.
-#   tools/train.py configs/benchmarks/mmsegmentation/fcn_r18-d8_1xb8-200it_fmnist-paste-64x64.py \
+# detection config), BN (CPU), 100 iterations of batch 8, mIoU.
+#   tools/train.py configs/benchmarks/mmsegmentation/fcn_r18-d8_1xb8-100it_fmnist-paste-64x64.py \
 #       --cfg-options model.backbone.init_cfg.checkpoint=CKPT
 # Random init: --cfg-options model.backbone.init_cfg=None
 _base_ = 'mmseg::fcn/fcn_r50-d8_4xb4-20k_voc12aug-512x512.py'
@@ -55,13 +55,13 @@ val_dataloader = dict(
         _delete_=True,
         type=dataset_type,
         split='test',
-        num_images=500,
+        num_images=300,
         img_size=64,
         scale=(20, 36),
         pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
-max_iters = 200
+max_iters = 100
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=0.0005))
