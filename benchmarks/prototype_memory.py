@@ -18,9 +18,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn as nn
 from mmengine.dataset import DefaultSampler
+from mmpretrain.structures import DataSample
 from torch.utils.data import DataLoader, Dataset
 
-from mmpretrain.structures import DataSample
 from hirl_mm.engine import HiRLPrototypeHook
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
