@@ -302,3 +302,15 @@ def test_dist_train_scripts_pass_the_checkpoint(tmp_path):
                              capture_output=True,
                              text=True)
     assert missing.returncode != 0 and 'does not exist' in missing.stderr
+
+
+def test_simple_fpn_arguments():
+    from hirl_mm.models import HiRLSimpleFPN
+    fpn = HiRLSimpleFPN(in_channels=32, out_channels=8, num_outs=4)
+    outs = fpn([torch.randn(2, 32, 4, 4)])
+    assert [tuple(o.shape) for o in outs] == [(2, 8, 16, 16), (2, 8, 8, 8),
+                                              (2, 8, 4, 4), (2, 8, 2, 2)]
+    with pytest.raises(ValueError, match='not one of 4, 2, 1, 0.5'):
+        HiRLSimpleFPN(in_channels=32, scale_factors=(3.0, ), num_outs=1)
+    with pytest.raises(ValueError, match='num_outs=7'):
+        HiRLSimpleFPN(in_channels=32, num_outs=7)
