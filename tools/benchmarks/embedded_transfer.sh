@@ -6,7 +6,8 @@
 #   e.g. tools/benchmarks/embedded_transfer.sh work_dirs/transfer \
 #        simsiam=work_dirs/main_job/simsiam_seed0/epoch_8.pth \
 #        hirl-simsiam=work_dirs/main_job/hirl-simsiam_seed0/epoch_8.pth
-# TASKS="det" or "seg" runs one of the two (default both).
+# TASKS="det" or "seg" runs one of the two (default both); DET_OPTIONS /
+# SEG_OPTIONS: more --cfg-options (e.g. a longer schedule).
 # Results: WORK_DIR/{det,seg}_NAME/*/vis_data/scalars.json (last line).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -14,12 +15,16 @@ PY=${PYTHON:-$ROOT/.venv/bin/python}
 WORK=$1; shift
 DET=$ROOT/configs/benchmarks/mmdetection/mask-rcnn_r18_fpn_1xb8-100it_fmnist-paste-64x64.py
 SEG=$ROOT/configs/benchmarks/mmsegmentation/fcn_r18-d8_1xb8-100it_fmnist-paste-64x64.py
+DET_OPTIONS=${DET_OPTIONS:-}
+SEG_OPTIONS=${SEG_OPTIONS:-}
 
 run() {  # TASK CONFIG NAME CKPT
-  local init="model.backbone.init_cfg.checkpoint=$4"
+  local init="model.backbone.init_cfg.checkpoint=$4" extra=$DET_OPTIONS
   [ "$4" = none ] && init="model.backbone.init_cfg=None"
+  [ "$1" = seg ] && extra=$SEG_OPTIONS
+  # shellcheck disable=SC2086  # the options are words
   "$PY" "$ROOT/tools/train.py" "$2" --work-dir "$WORK/$1_$3" \
-    --cfg-options "$init"
+    --cfg-options "$init" $extra
 }
 for task in ${TASKS:-det seg}; do
   config=$DET; [ $task = seg ] && config=$SEG
