@@ -158,6 +158,7 @@ def test_multi_crop_training(tmp_path):
         max_epochs=2,
         warmup_epochs=1,
         num_clusters=(15, 5),
+        num_train=4,
         batch_size=16)
     runner = Runner.from_cfg(cfg)
     runner.train()
