@@ -83,7 +83,8 @@ def train(name, args, seed):
     cfg.train_cfg.max_epochs = args.epochs
     for scheduler in cfg.param_scheduler:  # lr (and DINO's weight decay)
         if 'T_max' in scheduler:
-            scheduler.update(T_max=args.epochs, end=args.epochs)
+            begin = scheduler.get('begin', 0)
+            scheduler.update(T_max=args.epochs - begin, end=args.epochs)
     cfg.randomness = dict(seed=seed)
     cfg.default_hooks.logger.interval = 50
     for hook in cfg.get('custom_hooks', []):

@@ -12,4 +12,4 @@ model = dict(
     head=dict(
         type='HiRLiBOTHead',
         warmup_teacher_patch_temp=0.04,
-        teacher_patch_temp=0.07))
+        teacher_patch_temp=0.04))
