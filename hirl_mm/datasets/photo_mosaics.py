@@ -120,6 +120,6 @@ class HiRLPhotoMosaics(HiRLHierarchicalDataset):
         return self.get_data_info(idx)['gt_label']
 
     def get_coarse_labels(self) -> Optional[np.ndarray]:
-        """Mosaics have no coarse level."""
-        raise NotImplementedError(
-            'HiRLPhotoMosaics is multi-label: use get_cat_ids().')
+        """None: mosaics are multi-label with no coarse level (labels of
+        an image: :meth:`get_cat_ids`)."""
+        return None
