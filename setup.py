@@ -11,7 +11,7 @@ def parse_requirements(fname):
 
 setup(
     name='hirl_mm',
-    version='0.1.0',
+    version='0.2.0',
     description='Hierarchical self-supervised representation learning '
     '(HIRL, HCSC, SS-PRL) as an OpenMMLab plugin',
     packages=find_packages(include=['hirl_mm', 'hirl_mm.*']),

@@ -21,7 +21,8 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 import hirl_mm  # noqa: F401
-from hirl_mm.utils import hierarchical_kmeans
+from hirl_mm.clustering import hierarchical_kmeans
+from hirl_mm.engine import extract_features
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 BASE = 'configs/simsiam/simsiam_resnet18_1xb64-coslr-10e_fmnist.py'
@@ -71,7 +72,8 @@ def main():
 
     # The prototype hook's two costs on the real embedded data.
     hook_cfg = [
-        h for h in hirl_cfg.custom_hooks if h.type == 'HiRLPrototypeHook'
+        h for h in hirl_cfg.custom_hooks
+        if h.type == 'HierarchicalPrototypeHook'
     ][0]
     loader = Runner.build_dataloader(
         dict(
@@ -81,17 +83,12 @@ def main():
                 pipeline=hook_cfg.pipeline),
             batch_size=hook_cfg.batch_size,
             num_workers=2,
-            sampler=dict(type='DefaultSampler', shuffle=False),
+            sampler=dict(type='DefaultSampler', shuffle=False, round_up=False),
             collate_fn=dict(type='default_collate')))
-    hirl.eval()
     start = time.perf_counter()
-    feats = []
-    with torch.no_grad():
-        for data in loader:
-            data = hirl.data_preprocessor(data, False)
-            feats.append(hirl.extract_proto_feat(data['inputs']))
+    feats = extract_features(
+        hirl.extract_proto_feat, loader, model=hirl)['feats'].numpy()
     t_extract = time.perf_counter() - start
-    feats = torch.cat(feats).numpy()
     start = time.perf_counter()
     clustering = hierarchical_kmeans(feats, hirl.num_clusters)
     t_cluster = time.perf_counter() - start

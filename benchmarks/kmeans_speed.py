@@ -19,7 +19,7 @@ import torch
 from sklearn.cluster import KMeans
 from sklearn.metrics import normalized_mutual_info_score
 
-from hirl_mm.utils import hierarchical_kmeans
+from hirl_mm.clustering import hierarchical_kmeans
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 

@@ -4,7 +4,8 @@
     python benchmarks/prototype_memory.py [--images 50000] [--dim 2048]
 
 A stand-in model returns a D-dim feature per image, so only the hook's
-extraction and gathering (``HiRLPrototypeHook.extract``) is measured.
+extraction and gathering (:func:`hirl_mm.engine.extract_features`, as the
+prototype hook calls it) is measured.
 Writes ``benchmarks/results/prototype_memory.json``.
 """
 import argparse
@@ -21,7 +22,7 @@ from mmengine.dataset import DefaultSampler
 from mmpretrain.structures import DataSample
 from torch.utils.data import DataLoader, Dataset
 
-from hirl_mm.engine import HiRLPrototypeHook
+from hirl_mm.engine import extract_features
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -35,8 +36,9 @@ class Indices(Dataset):
         return self.n
 
     def __getitem__(self, i):
-        return dict(inputs=torch.tensor(i),
-                    data_samples=DataSample(metainfo=dict(sample_idx=i)))
+        return dict(
+            inputs=torch.tensor(i),
+            data_samples=DataSample(metainfo=dict(sample_idx=i)))
 
 
 class StandIn(nn.Module):
@@ -62,19 +64,24 @@ def worker(rank, world, n, dim, queue):
         os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT='29555')
         dist.init_process_group('gloo', rank=rank, world_size=world)
     dataset = Indices(n)
-    hook = HiRLPrototypeHook()
-    hook.dataloader = DataLoader(
-        dataset, batch_size=512, collate_fn=lambda b: dict(
+    loader = DataLoader(
+        dataset,
+        batch_size=512,
+        collate_fn=lambda b: dict(
             inputs=torch.stack([x['inputs'] for x in b]),
             data_samples=[x['data_samples'] for x in b]),
-        sampler=DefaultSampler(dataset, shuffle=False, round_up=False,
-                               seed=0))
+        sampler=DefaultSampler(dataset, shuffle=False, round_up=False, seed=0))
     before = rss_mb()
-    feats = hook.extract(StandIn(dim))
+    model = StandIn(dim)
+    feats = extract_features(model.extract_proto_feat, loader, model=model)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    queue.put(dict(world=world, rank=rank, peak_mb=peak,
-                   increase_mb=peak - before,
-                   holds_matrix=feats is not None))
+    queue.put(
+        dict(
+            world=world,
+            rank=rank,
+            peak_mb=peak,
+            increase_mb=peak - before,
+            holds_matrix=feats is not None))
     if world > 1:
         dist.destroy_process_group()
 
@@ -82,8 +89,10 @@ def worker(rank, world, n, dim, queue):
 def measure(world, n, dim):
     ctx = mp.get_context('spawn')
     queue = ctx.Queue()
-    procs = [ctx.Process(target=worker, args=(r, world, n, dim, queue))
-             for r in range(world)]
+    procs = [
+        ctx.Process(target=worker, args=(r, world, n, dim, queue))
+        for r in range(world)
+    ]
     for p in procs:
         p.start()
     rows = [queue.get() for _ in procs]
@@ -96,12 +105,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--images', type=int, default=50000)
     parser.add_argument('--dim', type=int, default=2048)
-    parser.add_argument('--out', default=osp.join(
-        ROOT, 'benchmarks', 'results', 'prototype_memory.json'))
+    parser.add_argument(
+        '--out',
+        default=osp.join(ROOT, 'benchmarks', 'results',
+                         'prototype_memory.json'))
     args = parser.parse_args()
     matrix_mb = args.images * args.dim * 4 / 2**20
-    rows = measure(1, args.images, args.dim) + measure(
-        2, args.images, args.dim)
+    rows = measure(1, args.images, args.dim) + measure(2, args.images,
+                                                       args.dim)
     print(f'N = {args.images}, D = {args.dim}: the N x D float32 matrix is '
           f'{matrix_mb:.0f} MB')
     print('| processes | rank | clusters | peak RSS (MB) | increase during '
@@ -112,8 +123,14 @@ def main():
               f'{r["increase_mb"] / matrix_mb:.2f} |')
     os.makedirs(osp.dirname(args.out), exist_ok=True)
     with open(args.out, 'w') as f:
-        json.dump(dict(images=args.images, dim=args.dim, matrix_mb=matrix_mb,
-                       rows=rows), f, indent=2)
+        json.dump(
+            dict(
+                images=args.images,
+                dim=args.dim,
+                matrix_mb=matrix_mb,
+                rows=rows),
+            f,
+            indent=2)
 
 
 if __name__ == '__main__':

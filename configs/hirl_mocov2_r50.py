@@ -8,16 +8,16 @@ custom_imports = dict(imports=['hirl_mm'], allow_failed_imports=False)
 num_clusters = [30000, 10000, 1000]
 model = dict(
     _delete_=True,
-    type='HiRL',
+    type='HIRL',
     base=dict(_base_.model, queue_len=16384),
     num_clusters=num_clusters,
-    neck=dict(type='HiRLNeck', in_channels=128, num_mlp_layer=2),
-    head=dict(type='HiRLSPDHead', num_neg_path=1000),
+    neck=dict(type='HIRLNeck', in_channels=128, num_layers=2),
+    head=dict(type='SPDHead', num_neg_path=1000),
     loss_weight=1.0)
 
-custom_hooks = [dict(type='HiRLPrototypeHook', warmup_epochs=20)]
+custom_hooks = [dict(type='HierarchicalPrototypeHook', warmup_epochs=20)]
 default_hooks = dict(
-    finite_loss=dict(type='HiRLCheckFiniteLossHook'),
-    rng_state=dict(type='HiRLRNGStateHook'))
+    finite_loss=dict(type='FiniteLossCheckHook'),
+    rng_state=dict(type='RNGStateHook'))
 model_wrapper_cfg = dict(
     type='MMDistributedDataParallel', find_unused_parameters=True)

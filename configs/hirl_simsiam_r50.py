@@ -8,11 +8,11 @@ custom_imports = dict(imports=['hirl_mm'], allow_failed_imports=False)
 num_clusters = [30000, 10000, 1000]
 model = dict(
     _delete_=True,
-    type='HiRL',
+    type='HIRL',
     base=_base_.model,
     num_clusters=num_clusters,
-    neck=dict(type='HiRLNeck', in_channels=2048, num_mlp_layer=2),
-    head=dict(type='HiRLSPDHead', num_neg_path=1000),
+    neck=dict(type='HIRLNeck', in_channels=2048, num_layers=2),
+    head=dict(type='SPDHead', num_neg_path=1000),
     loss_weight=1.0)
 
 train_dataloader = dict(batch_size=64)
@@ -21,11 +21,11 @@ optim_wrapper = dict(optimizer=dict(lr=lr))
 custom_hooks = [
     dict(type='SimSiamHook', priority='HIGH', fix_pred_lr=True, lr=lr),
     # SimSiam's projector output (2048-d) is what gets clustered.
-    dict(type='HiRLPrototypeHook', warmup_epochs=20),
+    dict(type='HierarchicalPrototypeHook', warmup_epochs=20),
 ]
 # The level MLPs get no gradient until the prototypes exist.
 default_hooks = dict(
-    finite_loss=dict(type='HiRLCheckFiniteLossHook'),
-    rng_state=dict(type='HiRLRNGStateHook'))
+    finite_loss=dict(type='FiniteLossCheckHook'),
+    rng_state=dict(type='RNGStateHook'))
 model_wrapper_cfg = dict(
     type='MMDistributedDataParallel', find_unused_parameters=True)

@@ -159,21 +159,22 @@ def visualize_hirl(model,
     """All three pictures of a (HIRL) model on a training set config.
 
     The t-SNE uses backbone features of at most ``max_samples`` images; the
-    tree and the gallery use the model's prototype buffers (only for models
-    that have them), whose assignments index the same data set.
+    tree and the gallery use the model's prototypes (only for a
+    :class:`HierarchicalPrototypeMixin` whose tree is built), whose
+    assignments index the same data set.
     """
     import os.path as osp
 
-    import torch
     from mmengine.runner import Runner
 
-    from hirl_mm.evaluation import extract_backbone_features
+    from hirl_mm.engine import extract_backbone_features, extract_features
+    from hirl_mm.models.utils import HierarchicalPrototypeMixin
     loader = Runner.build_dataloader(
         dict(
             dataset=dataset_cfg,
             batch_size=batch_size,
             num_workers=0,
-            sampler=dict(type='DefaultSampler', shuffle=False),
+            sampler=dict(type='DefaultSampler', shuffle=False, round_up=False),
             collate_fn=dict(type='default_collate')))
     dataset = loader.dataset
     meta = dataset.metainfo
@@ -186,26 +187,21 @@ def visualize_hirl(model,
         labels['coarse'] = out['coarse_labels'][keep]
     files = dict(tsne=osp.join(out_dir, 'tsne.png'))
     plot_embedding(out['feats'][keep], labels, names, files['tsne'])
-    protos = getattr(model, 'prototypes', None)
-    if protos is None or not protos.ready or 'coarse_labels' not in out:
+    if not isinstance(model, HierarchicalPrototypeMixin) or \
+            model.prototype_epoch < 0 or 'coarse_labels' not in out:
         return files
+    protos = model.prototypes
     paths = protos.expand_paths(protos.assignments).cpu().numpy()
     files['tree'] = osp.join(out_dir, 'prototype_tree.png')
     plot_prototype_tree(paths, protos.num_clusters, out['coarse_labels'],
                         names['coarse'], files['tree'])
-    feats = []
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        for data in loader:
-            data = model.data_preprocessor(data, False)
-            feats.append(model.extract_proto_feat(data['inputs']).cpu())
-    model.train(was_training)
+    feats = extract_features(
+        model.extract_proto_feat, loader, model=model, dst=None)['feats']
     img_paths = [
         dataset.get_data_info(i)['img_path'] for i in range(len(dataset))
     ]
     files['gallery'] = osp.join(out_dir, 'prototype_gallery.png')
-    plot_prototype_gallery(
-        torch.cat(feats).numpy(), [c.cpu().numpy() for c in protos.centroids],
-        paths, img_paths, files['gallery'])
+    plot_prototype_gallery(feats.numpy(),
+                           [c.cpu().numpy() for c in protos.centroids], paths,
+                           img_paths, files['gallery'])
     return files

@@ -9,9 +9,8 @@ from toy import CONFIGS
 # mmdet / mmseg benchmark configs build in their own scopes
 # (tests/test_transfer.py).
 ALL = sorted(
-    p for p in glob.glob(osp.join(CONFIGS, '**', '*.py'), recursive=True)
-    if '_base_' not in p and 'mmdetection' not in p
-    and 'mmsegmentation' not in p)
+    p for p in glob.glob(osp.join(CONFIGS, '**', '*.py'), recursive=True) if
+    '_base_' not in p and 'mmdetection' not in p and 'mmsegmentation' not in p)
 
 
 def test_the_documented_paths_exist():
@@ -31,10 +30,11 @@ def test_config_loads_and_builds(path):
         hook = dict(hook)
         hook.pop('priority', None)  # the Runner's argument, not the hook's
         HOOKS.build(hook)
-    if cfg.model.type in ('HiRL', 'HiRLHCSC'):
+    if cfg.model.type in ('HIRL', 'HCSC'):
         assert model.num_clusters == list(cfg.model.num_clusters)
-        assert any(h.type == 'HiRLPrototypeHook' for h in cfg.custom_hooks)
-    if cfg.model.type == 'HiRL':
+        assert any(h.type == 'HierarchicalPrototypeHook'
+                   for h in cfg.custom_hooks)
+    if cfg.model.type == 'HIRL':
         assert model.hirl_neck.mlps[0][0].in_features == \
             cfg.model.neck.in_channels
 
@@ -44,7 +44,9 @@ def test_reference_settings(name):
     cfg = Config.fromfile(osp.join(CONFIGS, name))
     assert cfg.model.num_clusters == [30000, 10000, 1000]
     assert cfg.model.head.num_neg_path == 1000
-    hook = [h for h in cfg.custom_hooks if h.type == 'HiRLPrototypeHook'][0]
+    hook = [
+        h for h in cfg.custom_hooks if h.type == 'HierarchicalPrototypeHook'
+    ][0]
     assert hook.warmup_epochs == 20
     assert cfg.train_cfg.max_epochs == 200
     assert cfg.model.base.backbone.depth == 50

@@ -4,9 +4,130 @@ import numpy as np
 import pytest
 from conftest import write_idx
 
-from hirl_mm.datasets import (HiRLFashionMNIST, HiRLPhotoPatches,
-                              balanced_subset)
+from hirl_mm.datasets import (GeneratedDataset, HierarchicalFashionMNIST,
+                              HierarchicalLabelsMixin, PhotoPatches,
+                              balanced_subset, read_fashion_mnist)
 from hirl_mm.datasets.fashion_mnist import read_idx
+
+
+class ToyGenerated(GeneratedDataset):
+    """12 single-label 4 x 4 images: image i is filled with i, class i % 3."""
+
+    NAME = 'toy_generated'
+    METAINFO = dict(classes=('a', 'b', 'c'))
+
+    def __init__(self, **kwargs):
+        self.calls = 0
+        super().__init__(**kwargs)
+
+    def generate(self, split):
+        self.calls += 1
+        n = 12 if split == 'train' else 6
+        return [np.full((4, 4), i, np.uint8) for i in range(n)], \
+            np.arange(n) % 3
+
+
+class ToyHierarchical(HierarchicalLabelsMixin, ToyGenerated):
+    """The same images, classes a, b -> coarse x and c -> coarse y."""
+
+    NAME = 'toy_hierarchical'
+    METAINFO = dict(classes=('a', 'b', 'c'), coarse_classes=('x', 'y'))
+    FINE_TO_COARSE = (0, 0, 1)
+
+
+def test_generated_base_writes_once_and_reads(tmp_path):
+    root = tmp_path / 'toy'
+    ds = ToyGenerated(data_root=str(root))
+    assert ds.calls == 1 and len(ds) == 12
+    # single-label annotation: one class column, no coarse level
+    lines = (root / 'train.txt').read_text().splitlines()
+    assert lines[:2] == ['train/000000.png 0', 'train/000001.png 1']
+    info = ds.get_data_info(4)
+    assert set(info) == {'img_path', 'gt_label', 'sample_idx'}
+    assert info['gt_label'] == 1 and info['sample_idx'] == 4
+    import cv2
+    assert cv2.imread(info['img_path'], cv2.IMREAD_GRAYSCALE)[0, 0] == 4
+    assert ds.metainfo['classes'] == ('a', 'b', 'c')
+    assert 'fine_to_coarse' not in ds.metainfo
+    assert not hasattr(ds, 'get_coarse_labels')
+    # written once: a second instance only reads
+    again = ToyGenerated(data_root=str(root))
+    assert again.calls == 0 and len(again) == 12
+    # no temporary folder left behind
+    assert sorted(p.name for p in root.iterdir()) == ['train', 'train.txt']
+    test = ToyGenerated(split='test', data_root=str(root))
+    assert len(test) == 6 and test.get_data_info(0)['img_path'].endswith(
+        osp.join('test', '000000.png'))
+    with pytest.raises(ValueError, match='split'):
+        ToyGenerated(split='val', data_root=str(root))
+
+
+def test_generated_base_subset_and_default_root(tmp_path, monkeypatch):
+    monkeypatch.setenv('HIRL_MM_DATA', str(tmp_path / 'cache'))
+    ds = ToyGenerated(subset_size=6, subset_seed=3)
+    assert ds.data_root == str(tmp_path / 'cache' / 'toy_generated')
+    assert np.bincount(ds.get_gt_labels()).tolist() == [2, 2, 2]
+    full = ToyGenerated()
+    keep = balanced_subset(full.get_gt_labels(), 6, 3)
+    assert [ds.get_data_info(i)['img_path'] for i in range(6)] == \
+        [full.get_data_info(int(i))['img_path'] for i in keep]
+    assert [ds.get_data_info(i)['sample_idx'] for i in range(6)] == \
+        list(range(6))
+
+
+def test_hierarchical_mixin(tmp_path):
+    root = tmp_path / 'toy'
+    ds = ToyHierarchical(data_root=str(root), metainfo=dict(extra=1))
+    lines = (root / 'train.txt').read_text().splitlines()
+    # `path fine coarse`, the format caches were always written in
+    assert lines[:3] == [
+        'train/000000.png 0 0', 'train/000001.png 1 0', 'train/000002.png 2 1'
+    ]
+    assert ds.metainfo['fine_to_coarse'] == (0, 0, 1)
+    assert ds.metainfo['coarse_classes'] == ('x', 'y')
+    assert ds.metainfo['extra'] == 1
+    info = ds.get_data_info(5)
+    assert (info['gt_label'], info['coarse_label']) == (2, 1)
+    np.testing.assert_array_equal(ds.get_coarse_labels(), [0, 0, 1] * 4)
+    # the coarse column is read from the file, as written
+    (root / 'train.txt').write_text('train/000000.png 2 0\n')
+    assert ToyHierarchical(
+        data_root=str(root)).get_data_info(0)['coarse_label'] == 0
+
+
+def test_hierarchical_mixin_alone():
+    """The mix-in needs only default_metainfo / get_data_info / len."""
+
+    class Samples:
+
+        def default_metainfo(self):
+            return dict(classes=('a', 'b', 'c'), coarse_classes=('x', 'y'))
+
+        def get_data_info(self, i):
+            return dict(gt_label=i, coarse_label=(0, 0, 1)[i])
+
+        def __len__(self):
+            return 3
+
+    class Labelled(HierarchicalLabelsMixin, Samples):
+        FINE_TO_COARSE = (0, 0, 1)
+
+    obj = Labelled()
+    assert obj.default_metainfo() == dict(
+        classes=('a', 'b', 'c'),
+        coarse_classes=('x', 'y'),
+        fine_to_coarse=(0, 0, 1))
+    assert obj.encode_label(np.int64(2)) == '2 1'
+    assert obj.decode_label(['1', '0']) == dict(gt_label=1, coarse_label=0)
+    np.testing.assert_array_equal(obj.get_coarse_labels(), [0, 0, 1])
+
+
+def test_read_fashion_mnist(fake_fmnist):
+    images, labels = read_fashion_mnist(str(fake_fmnist), 'test')
+    assert images.shape == (20, 28, 28) and images.dtype == np.uint8
+    np.testing.assert_array_equal(labels, np.arange(20) % 10)
+    with pytest.raises(FileNotFoundError, match='dataset-fashion-mnist'):
+        read_fashion_mnist(str(fake_fmnist / 'nowhere'), 'train')
 
 
 def test_read_idx_roundtrip(tmp_path):
@@ -16,7 +137,7 @@ def test_read_idx_roundtrip(tmp_path):
 
 
 def test_fashion_mnist_labels_and_hierarchy(fake_fmnist, tmp_path):
-    ds = HiRLFashionMNIST(
+    ds = HierarchicalFashionMNIST(
         source_root=str(fake_fmnist), data_root=str(tmp_path / 'cache'))
     assert len(ds) == 40
     info = ds.get_data_info(13)
@@ -26,7 +147,7 @@ def test_fashion_mnist_labels_and_hierarchy(fake_fmnist, tmp_path):
     coarse = ds.get_coarse_labels()
     np.testing.assert_array_equal(coarse[:10], [0, 1, 0, 1, 0, 2, 0, 2, 3, 2])
     assert ds.metainfo['coarse_classes'][3] == 'bags'
-    test = HiRLFashionMNIST(
+    test = HierarchicalFashionMNIST(
         split='test',
         source_root=str(fake_fmnist),
         data_root=str(tmp_path / 'cache'))
@@ -34,7 +155,7 @@ def test_fashion_mnist_labels_and_hierarchy(fake_fmnist, tmp_path):
 
 
 def test_fashion_mnist_images_load_through_the_pipeline(fake_fmnist, tmp_path):
-    ds = HiRLFashionMNIST(
+    ds = HierarchicalFashionMNIST(
         source_root=str(fake_fmnist),
         data_root=str(tmp_path / 'cache'),
         pipeline=[dict(type='LoadImageFromFile'),
@@ -48,7 +169,7 @@ def test_fashion_mnist_images_load_through_the_pipeline(fake_fmnist, tmp_path):
 
 def test_fashion_mnist_missing_files_names_the_package(tmp_path):
     with pytest.raises(FileNotFoundError, match='dataset-fashion-mnist'):
-        HiRLFashionMNIST(
+        HierarchicalFashionMNIST(
             source_root=str(tmp_path / 'nowhere'),
             data_root=str(tmp_path / 'cache'))
     assert not (tmp_path / 'cache' / 'train.txt').exists()
@@ -59,9 +180,9 @@ def test_balanced_seeded_subset(fake_fmnist, tmp_path):
         source_root=str(fake_fmnist),
         data_root=str(tmp_path / 'cache'),
         subset_size=20)
-    a = HiRLFashionMNIST(subset_seed=1, **kwargs)
-    b = HiRLFashionMNIST(subset_seed=1, **kwargs)
-    c = HiRLFashionMNIST(subset_seed=2, **kwargs)
+    a = HierarchicalFashionMNIST(subset_seed=1, **kwargs)
+    b = HierarchicalFashionMNIST(subset_seed=1, **kwargs)
+    c = HierarchicalFashionMNIST(subset_seed=2, **kwargs)
     labels = a.get_gt_labels()
     assert np.bincount(labels).tolist() == [2] * 10
     assert [a.get_data_info(i)['img_path'] for i in range(20)] == \
@@ -74,10 +195,9 @@ def test_balanced_seeded_subset(fake_fmnist, tmp_path):
 
 def test_photo_patches(tmp_path):
     kwargs = dict(num_train=6, num_test=3, seed=0)
-    train = HiRLPhotoPatches(data_root=str(tmp_path / 'a'), **kwargs)
-    again = HiRLPhotoPatches(data_root=str(tmp_path / 'b'), **kwargs)
-    test = HiRLPhotoPatches(
-        split='test', data_root=str(tmp_path / 'a'), **kwargs)
+    train = PhotoPatches(data_root=str(tmp_path / 'a'), **kwargs)
+    again = PhotoPatches(data_root=str(tmp_path / 'b'), **kwargs)
+    test = PhotoPatches(split='test', data_root=str(tmp_path / 'a'), **kwargs)
     assert len(train) == 15 * 6 and len(test) == 15 * 3
     assert len(train.metainfo['classes']) == 15
     assert set(train.get_coarse_labels()) == {0, 1, 2, 3, 4}
@@ -133,10 +253,11 @@ def write_cifar(root, kind):
 
 
 def test_cifar10_folder_and_archive(tmp_path):
-    from hirl_mm.datasets import HiRLCIFAR10
+    from hirl_mm.datasets import HierarchicalCIFAR10
     folder, archive = write_cifar(tmp_path / 'src', 10)
-    a = HiRLCIFAR10(source_root=str(folder), data_root=str(tmp_path / 'a'))
-    b = HiRLCIFAR10(
+    a = HierarchicalCIFAR10(
+        source_root=str(folder), data_root=str(tmp_path / 'a'))
+    b = HierarchicalCIFAR10(
         source_root=str(archive), data_root=str(tmp_path / 'b'), split='test')
     assert len(a) == 5 * 20 and len(b) == 20
     info = a.get_data_info(3)  # class 3: cat -> animals
@@ -151,15 +272,16 @@ def test_cifar10_folder_and_archive(tmp_path):
     np.testing.assert_array_equal(img[..., ::-1].transpose(2, 0, 1).ravel(),
                                   raw)
     with pytest.raises(FileNotFoundError, match='source_root'):
-        HiRLCIFAR10(
+        HierarchicalCIFAR10(
             source_root=str(tmp_path / 'nowhere'),
             data_root=str(tmp_path / 'c'))
 
 
 def test_cifar100_coarse_labels(tmp_path):
-    from hirl_mm.datasets import HiRLCIFAR100
+    from hirl_mm.datasets import HierarchicalCIFAR100
     _, archive = write_cifar(tmp_path / 'src', 100)
-    ds = HiRLCIFAR100(source_root=str(archive), data_root=str(tmp_path / 'a'))
+    ds = HierarchicalCIFAR100(
+        source_root=str(archive), data_root=str(tmp_path / 'a'))
     assert len(ds) == 200
     assert ds.metainfo['coarse_classes'][19] == 'c19'
     np.testing.assert_array_equal(ds.get_coarse_labels(),

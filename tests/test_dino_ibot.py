@@ -10,8 +10,8 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from toy import CONFIGS
 
-from hirl_mm.models import random_block_masks
-from hirl_mm.utils import hierarchical_kmeans
+from hirl_mm.clustering import hierarchical_kmeans
+from hirl_mm.models.utils.block_masks import random_block_masks
 
 EMBEDDED = {
     'dino':
@@ -52,7 +52,7 @@ def log_softmax(x):
 def test_teacher_temperature_warmup():
     head = MODELS.build(
         dict(
-            type='HiRLDINOHead',
+            type='DINOHead',
             out_channels=4,
             warmup_teacher_temp=0.04,
             teacher_temp=0.07,
@@ -60,11 +60,10 @@ def test_teacher_temperature_warmup():
     temps = [head.teacher_temp_at(e) for e in range(6)]
     np.testing.assert_allclose(temps, [0.04, 0.055, 0.07, 0.07, 0.07, 0.07])
     head = MODELS.build(
-        dict(
-            type='HiRLDINOHead', out_channels=4, warmup_teacher_temp_epochs=0))
+        dict(type='DINOHead', out_channels=4, warmup_teacher_temp_epochs=0))
     assert head.teacher_temp_at(0) == 0.07
     with pytest.raises(ValueError, match='temperatures'):
-        MODELS.build(dict(type='HiRLDINOHead', out_channels=4, teacher_temp=0))
+        MODELS.build(dict(type='DINOHead', out_channels=4, teacher_temp=0))
 
 
 def test_dino_loss_and_centre_against_hand_computation():
@@ -75,7 +74,7 @@ def test_dino_loss_and_centre_against_hand_computation():
     center = rng.randn(1, K) * 0.1
     head = MODELS.build(
         dict(
-            type='HiRLDINOHead',
+            type='DINOHead',
             out_channels=K,
             student_temp=0.1,
             warmup_teacher_temp=0.04,
@@ -106,7 +105,7 @@ def test_dino_loss_and_centre_against_hand_computation():
 
 
 def test_dino_loss_errors():
-    head = MODELS.build(dict(type='HiRLDINOHead', out_channels=3))
+    head = MODELS.build(dict(type='DINOHead', out_channels=3))
     with pytest.raises(ValueError, match='student'):
         head.loss([torch.zeros(2, 3)], [torch.zeros(2, 3)])
 
@@ -126,7 +125,7 @@ def test_ibot_patch_loss_counts_masked_positions_only():
     patch_center = rng.randn(1, K) * 0.1
     head = MODELS.build(
         dict(
-            type='HiRLiBOTHead',
+            type='iBOTHead',
             out_channels=K,
             student_temp=0.1,
             warmup_teacher_temp=0.04,
@@ -134,7 +133,7 @@ def test_ibot_patch_loss_counts_masked_positions_only():
             warmup_teacher_patch_temp=0.04,
             teacher_patch_temp=0.07,
             warmup_teacher_temp_epochs=2,
-            lambda_patch=2.0))
+            patch_loss_weight=2.0))
     head.patch_center.copy_(torch.from_numpy(patch_center))
 
     def run(s_patch):
@@ -201,7 +200,7 @@ def test_dino_neck_outputs_and_weight_norm():
     torch.manual_seed(0)
     neck = MODELS.build(
         dict(
-            type='HiRLDINONeck',
+            type='DINONeck',
             in_channels=8,
             hid_channels=16,
             bottleneck_channels=4,
@@ -224,7 +223,7 @@ def test_masked_vit_replaces_masked_patches():
     torch.manual_seed(0)
     vit = MODELS.build(
         dict(
-            type='HiRLMaskedViT',
+            type='MaskedViT',
             arch=dict(
                 embed_dims=24,
                 num_layers=1,
@@ -403,8 +402,10 @@ def test_reference_configs():
         assert cfg.model.num_clusters == counts
         assert cfg.model.head.num_neg_path == 100
         assert cfg.model.neck.in_channels == 256
-        hook = [h for h in cfg.custom_hooks
-                if h.type == 'HiRLPrototypeHook'][0]
+        hook = [
+            h for h in cfg.custom_hooks
+            if h.type == 'HierarchicalPrototypeHook'
+        ][0]
         assert hook.warmup_epochs == 40
 
 

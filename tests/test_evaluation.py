@@ -9,7 +9,7 @@ from mmpretrain.registry import METRICS, MODELS
 from sklearn import metrics as skm
 from toy import CONFIGS, toy_cfg
 
-from hirl_mm.datasets import HiRLFashionMNIST
+from hirl_mm.datasets import HierarchicalFashionMNIST
 from hirl_mm.evaluation import (clustering_scores, hungarian_accuracy,
                                 prototype_tree_scores, weighted_knn)
 
@@ -83,7 +83,7 @@ def test_prototype_tree_scores_per_level():
 
 
 def test_coarse_accuracy_metric():
-    metric = METRICS.build(dict(type='HiRLCoarseAccuracy'))
+    metric = METRICS.build(dict(type='CoarseAccuracy'))
     metric.dataset_meta = dict(fine_to_coarse=(0, 1, 0, 1, 0, 2, 0, 2, 3, 2))
     metric.process(
         None,
@@ -107,7 +107,7 @@ def pretrained(tmp_path_factory):
 
 def toy_eval_data(cfg, key='dataset'):
     return dict(
-        type='HiRLPhotoPatches',
+        type='PhotoPatches',
         num_train=6,
         num_test=3,
         pipeline=cfg.test_pipeline)
@@ -149,9 +149,9 @@ def test_linear_probe_loads_pretraining_checkpoint_and_freezes(pretrained):
 def test_semi_supervised_subsets(fake_fmnist, tmp_path):
     from tools_path import make_label_subset
     kwargs = dict(source_root=str(fake_fmnist), data_root=str(tmp_path / 'c'))
-    semi = HiRLFashionMNIST(subset_size=10, subset_seed=0, **kwargs)
-    again = HiRLFashionMNIST(subset_size=10, subset_seed=0, **kwargs)
-    test = HiRLFashionMNIST(split='test', **kwargs)
+    semi = HierarchicalFashionMNIST(subset_size=10, subset_seed=0, **kwargs)
+    again = HierarchicalFashionMNIST(subset_size=10, subset_seed=0, **kwargs)
+    test = HierarchicalFashionMNIST(split='test', **kwargs)
     assert np.bincount(semi.get_gt_labels()).tolist() == [1] * 10
     paths = {semi.get_data_info(i)['img_path'] for i in range(len(semi))}
     assert paths == {

@@ -9,8 +9,9 @@ from mmengine.runner import Runner
 from tools_path import load_tool
 from toy import toy_cfg
 
-from hirl_mm.models import HiRLSPDHead
-from hirl_mm.utils import check_checkpoint, hierarchical_kmeans
+from hirl_mm.clustering import hierarchical_kmeans
+from hirl_mm.models import SPDHead
+from hirl_mm.utils import check_checkpoint
 
 train_tool = load_tool('tools/train.py')
 
@@ -127,7 +128,7 @@ def test_fuzz_spd_head_and_kmeans():
             assert parent.shape == (counts[lvl], )
             assert parent.max() < counts[lvl + 1]
 
-        head = HiRLSPDHead(num_neg_path=int(rng.randint(1, 50)))
+        head = SPDHead(num_neg_path=int(rng.randint(1, 50)))
         batch = int(rng.randint(1, 16))
         z = [
             torch.nn.functional.normalize(

@@ -9,7 +9,9 @@ from mmengine.runner import Runner
 from mmpretrain.registry import MODELS
 from toy import CONFIGS, toy_cfg
 
-from hirl_mm.utils import cluster_concentration, hierarchical_kmeans
+from hirl_mm.clustering import cluster_concentration, hierarchical_kmeans
+from hirl_mm.models.losses import (instance_selective_loss,
+                                   selection_keep_probability)
 
 HCSC = osp.join(CONFIGS, 'hcsc', 'hcsc_resnet18_1xb64-coslr-10e_fmnist.py')
 
@@ -38,12 +40,11 @@ def test_concentration_hand_example():
 
 
 def test_selection_probability_hand_computation():
-    model = build()
     cent = torch.tensor([[1., 0.], [0., 1.]])
     conc = torch.tensor([0.5, 0.25])
     keys = torch.tensor([[1., 0.], [0.6, 0.8]])
     targets = torch.tensor([0, 1])
-    keep = model.keep_probability(keys, cent, conc, targets)
+    keep = selection_keep_probability(keys, cent, conc, targets)
     # p(c | k) = softmax_c(k . c / phi_c)
     p0 = torch.softmax(torch.tensor([1 / 0.5, 0 / 0.25]), 0)
     p1 = torch.softmax(torch.tensor([0.6 / 0.5, 0.8 / 0.25]), 0)
@@ -52,11 +53,10 @@ def test_selection_probability_hand_computation():
 
 
 def test_own_cluster_negatives_dropped_far_ones_kept():
-    model = build()
     cent = torch.eye(4)
     conc = torch.full((4, ), 0.02)
     keys = torch.eye(4)[[0, 0, 3]]  # two keys of cluster 0, one of 3
-    keep = model.keep_probability(keys, cent, conc, torch.tensor([0]))
+    keep = selection_keep_probability(keys, cent, conc, torch.tensor([0]))
     assert keep[0, 0] <= 0.0011 and keep[0, 1] <= 0.0011  # clamp: 0.001
     assert keep[0, 2] > 0.999
 
@@ -67,16 +67,20 @@ def test_drop_and_zero_modes():
     keep = torch.tensor([[True, False]])
     t = 0.2
     model = build()
-    drop = model.instance_loss(l_pos, l_neg, keep)
+    assert model.temperature == t and model.drop_mode == 'drop'
+    drop = instance_selective_loss(l_pos, l_neg, keep, t)
     expected = -math.log(
         math.exp(0.5 / t) / (math.exp(0.5 / t) + math.exp(0.2 / t)))
     assert drop.item() == pytest.approx(expected, rel=1e-5)
-    zero = build(drop_mode='zero').instance_loss(l_pos, l_neg, keep)
+    assert build(drop_mode='zero').drop_mode == 'zero'
+    zero = instance_selective_loss(l_pos, l_neg, keep, t, 'zero')
     expected = -math.log(
         math.exp(0.5 / t) / (math.exp(0.5 / t) + math.exp(0.2 / t) + 1))
     assert zero.item() == pytest.approx(expected, rel=1e-5)
     with pytest.raises(ValueError, match='drop_mode'):
         build(drop_mode='other')
+    with pytest.raises(ValueError, match='drop_mode'):
+        instance_selective_loss(l_pos, l_neg, keep, t, 'other')
 
 
 def filled_model(seed=0):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from hirl_mm.utils import check_num_clusters, hierarchical_kmeans
+from hirl_mm.clustering import check_num_clusters, hierarchical_kmeans
 
 
 def planted_tree(seed=0, coarse=4, fine_per_coarse=3, per_fine=40, dim=16):

@@ -9,7 +9,8 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from toy import CONFIGS
 
-from hirl_mm.utils import hierarchical_kmeans
+from hirl_mm.clustering import hierarchical_kmeans
+from hirl_mm.models.utils import HierarchicalPrototypeMixin
 
 HIRL_CONFIGS = {
     name:
@@ -42,7 +43,7 @@ def fill_prototypes(model, n=8):
     feats = feats + 1e-3 * torch.randn_like(feats)
     res = hierarchical_kmeans(
         feats.numpy(), model.num_clusters, nredo=1, min_points_per_centroid=1)
-    model.prototypes.update(res, epoch=0)
+    model.load_clustering(res, epoch=0)
 
 
 @pytest.mark.parametrize('name', ['simsiam', 'mocov2', 'byol'])
@@ -125,3 +126,13 @@ def test_extract_proto_feat_is_normalised():
     feats = model.extract_proto_feat(data['inputs'][0])
     assert feats.shape == (4, 512)
     np.testing.assert_allclose(feats.norm(dim=1).numpy(), 1, rtol=1e-5)
+
+
+def test_hirl_and_hcsc_declare_the_prototype_interface():
+    assert issubclass(MODELS.get('HCSC'), HierarchicalPrototypeMixin)
+    model = build('simsiam')
+    assert isinstance(model, HierarchicalPrototypeMixin)
+    assert model.num_clusters == [6, 2] and model.prototype_epoch == -1
+    fill_prototypes(model)
+    assert model.prototype_epoch == 0
+    assert [len(c) for c in model.prototypes.concentrations] == [6, 2]

@@ -1,9 +1,10 @@
 """HIRL on every embedded SSL method, by configuration alone.
 
 Every ``configs/hirl/hirl-*_fmnist.py`` is built at toy size, its prototypes
-are built by the real ``HiRLPrototypeHook`` (feature pipeline, extraction,
-hierarchical k-means), it trains two iterations past the warm-up through its
-own optimizer wrapper, and on a fixed batch the SPD loss goes down.
+are built by the real ``HierarchicalPrototypeHook`` (feature pipeline,
+extraction, hierarchical k-means), it trains two iterations past the warm-up
+through its own optimizer wrapper, and on a fixed batch the SPD loss goes
+down.
 """
 import glob
 import math
@@ -20,9 +21,9 @@ from mmengine.runner import Runner
 from mmpretrain.registry import HOOKS, MODELS
 from toy import CONFIGS, toy_cfg
 
-from hirl_mm.models.hirl import first_view
-from hirl_mm.models.prototypes import HierarchicalPrototypes
-from hirl_mm.utils.hierarchical_kmeans import HierarchicalClustering
+from hirl_mm.clustering import HierarchicalClustering
+from hirl_mm.models.algorithms.hirl import first_view
+from hirl_mm.models.utils import HierarchicalPrototypes
 
 EMBEDDED = sorted(glob.glob(osp.join(CONFIGS, 'hirl', 'hirl-*_fmnist.py')))
 HIRL_SWAV = osp.join(CONFIGS, 'hirl',
@@ -49,7 +50,8 @@ def toy_setup(path, tmp_path, batch_size=8):
 def build_prototypes(model, loader, cfg):
     """Runs the config's prototype hook as the Runner would at warm-up."""
     hook_cfg = next(
-        dict(h) for h in cfg.custom_hooks if h.type == 'HiRLPrototypeHook')
+        dict(h) for h in cfg.custom_hooks
+        if h.type == 'HierarchicalPrototypeHook')
     hook = HOOKS.build(hook_cfg)
     runner = SimpleNamespace(
         model=model,

@@ -1,9 +1,22 @@
 import copy
+from types import SimpleNamespace
 
+import numpy as np
+import pytest
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
 from mmengine.hooks import Hook
+from mmengine.logging import MMLogger
+from mmengine.model import BaseModel
+from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
+from mmpretrain.registry import HOOKS
 from toy import toy_cfg
+
+from hirl_mm.clustering import HierarchicalClustering, cluster_concentration
+from hirl_mm.models.utils import (HierarchicalPrototypeMixin,
+                                  HierarchicalPrototypes)
 
 
 class Recorder(Hook):
@@ -70,7 +83,149 @@ def test_hook_builds_prototypes_after_warmup(tmp_path):
 def test_cluster_counts_larger_than_data_fail_before_training(tmp_path):
     cfg = toy_cfg(tmp_path, num_clusters=(500, 5))
     runner = Runner.from_cfg(cfg)
-    import pytest
     with pytest.raises(ValueError, match=r'model\.num_clusters'):
         runner.train()
     assert not list(tmp_path.glob('epoch_*.pth'))
+
+
+class ChannelMeans(HierarchicalPrototypeMixin, BaseModel):
+    """The smallest prototype model: an image's normalised channel means."""
+
+    def __init__(self, num_clusters):
+        super().__init__()
+        self.init_prototypes(num_clusters)
+        self.calls = 0
+
+    def extract_proto_feat(self, inputs):
+        self.calls += 1
+        return F.normalize(inputs.float().mean((2, 3)), dim=1)
+
+    def forward(self, inputs, data_samples=None, mode='tensor'):
+        return inputs
+
+
+def hand_made_clustering():
+    """6 points, level 0: 3 clusters, level 1: 2 clusters."""
+    return HierarchicalClustering(
+        assignments=np.array([0, 0, 1, 1, 2, 2]),
+        parents=[np.array([0, 0, 1])],
+        centroids=[
+            np.array([[1., 0.], [.6, .8], [0., 1.]], dtype=np.float32),
+            np.array([[.8, .6], [0., 1.]], dtype=np.float32)
+        ],
+        distances=[
+            np.array([.01, .04, .01, .09, .04, .16]),
+            np.array([.1, .1, .2])
+        ])
+
+
+def test_mixin_loads_a_hand_made_clustering():
+    model = ChannelMeans([3, 2])
+    assert model.num_clusters == [3, 2]
+    assert model.prototype_epoch == -1
+    assert not model.prototypes.ready
+
+    clustering = hand_made_clustering()
+    model.load_clustering(clustering, epoch=4)
+    assert model.prototype_epoch == 4
+    protos = model.prototypes
+    assert protos.assignments.tolist() == [0, 0, 1, 1, 2, 2]
+    assert protos.parents_0.tolist() == [0, 0, 1]
+    for lvl in range(2):
+        assert torch.equal(protos.centroids[lvl],
+                           torch.from_numpy(clustering.centroids[lvl]))
+    # the concentrations HCSC uses come with the tree
+    members = [clustering.assignments, clustering.parents[0]]
+    for lvl, k in enumerate((3, 2)):
+        expected = cluster_concentration(clustering.distances[lvl],
+                                         members[lvl], k)
+        assert torch.equal(protos.concentrations[lvl],
+                           torch.from_numpy(expected))
+    assert protos.paths(torch.tensor([3, 5])).tolist() == [[1, 0], [2, 1]]
+    # checkpoints keep the keys they had before the interface
+    assert set(model.state_dict()) == {
+        'prototypes.epoch', 'prototypes.assignments', 'prototypes.centroids_0',
+        'prototypes.centroids_1', 'prototypes.parents_0',
+        'prototypes.concentrations_0', 'prototypes.concentrations_1'
+    }
+
+
+def test_mixin_refuses_a_missing_or_mismatched_clustering():
+    model = ChannelMeans([3, 2])
+    with pytest.raises(ValueError, match='Rank 0 must pass'):
+        model.load_clustering(None, epoch=0)
+    three_levels = ChannelMeans([3, 2, 1])
+    with pytest.raises(ValueError, match='2 levels, the prototypes 3'):
+        three_levels.load_clustering(hand_made_clustering(), epoch=0)
+    assert three_levels.prototype_epoch == -1
+
+
+def test_mixin_declares_extract_proto_feat():
+
+    class NoFeatures(HierarchicalPrototypeMixin, nn.Module):
+        pass
+
+    with pytest.raises(TypeError, match='extract_proto_feat'):
+        NoFeatures()
+
+
+def hook_runner(model, tmp_path, epoch):
+    init_default_scope('mmpretrain')
+    cfg = toy_cfg(tmp_path, num_train=2)  # 30 images
+    hook_cfg = next(
+        dict(h) for h in cfg.custom_hooks
+        if h.type == 'HierarchicalPrototypeHook')
+    hook = HOOKS.build(hook_cfg)
+    runner = SimpleNamespace(
+        model=model,
+        epoch=epoch,
+        cfg=cfg,
+        train_dataloader=Runner.build_dataloader(cfg.train_dataloader),
+        logger=MMLogger.get_current_instance())
+    return hook, runner
+
+
+def test_hook_refuses_a_model_without_the_mixin(tmp_path):
+
+    class DuckTyped(BaseModel):
+        """Has the attributes, not the declared interface."""
+
+        def __init__(self):
+            super().__init__()
+            self.prototypes = HierarchicalPrototypes([4, 2])
+            self.num_clusters = [4, 2]
+
+        def forward(self, *args, **kwargs):
+            pass
+
+    hook, runner = hook_runner(DuckTyped(), tmp_path, epoch=1)
+    with pytest.raises(TypeError, match='HierarchicalPrototypeMixin'):
+        hook.before_train(runner)
+
+
+def test_hook_drives_a_model_through_the_mixin(tmp_path):
+    model = ChannelMeans([4, 2])
+    hook, runner = hook_runner(model, tmp_path, epoch=1)
+    assert hook.warmup_epochs == 1
+    hook.before_train(runner)
+    # the features the hook clusters: every image once, in sample order
+    feats = hook.extract(model)
+    dataset = hook.dataloader.dataset
+    one_by_one = torch.cat([
+        model.extract_proto_feat(dataset[i]['inputs'][None])
+        for i in range(len(dataset))
+    ])
+    assert feats.shape == (30, 3)
+    np.testing.assert_allclose(feats, one_by_one.numpy(), rtol=1e-6)
+
+    hook.before_train_epoch(runner)
+    assert model.prototype_epoch == 1
+    assert model.prototypes.assignments.shape == (30, )
+    assert [len(c) for c in model.prototypes.centroids] == [4, 2]
+    # a resumed epoch whose tree is stored is not clustered again
+    calls = model.calls
+    hook.before_train_epoch(runner)
+    assert model.calls == calls
+    runner.epoch = 0  # warm-up: nothing happens
+    hook.before_train_epoch(runner)
+    assert model.calls == calls and model.prototype_epoch == 1

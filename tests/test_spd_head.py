@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from hirl_mm.models import HiRLNeck, HiRLSPDHead
+from hirl_mm.models import HIRLNeck, SPDHead
 
 
 def tiny_tree():
@@ -12,7 +12,7 @@ def tiny_tree():
 
 
 def test_spd_loss_hand_computation():
-    head = HiRLSPDHead(num_neg_path=4)
+    head = SPDHead(num_neg_path=4)
     z = [torch.tensor([[1., 0.]]), torch.tensor([[1., 0.]])]
     pos = torch.tensor([[0, 0]])
     # Negative leaves 0..3 with parents [0, 0, 1, 1]; (0, 0) is the
@@ -30,7 +30,7 @@ def test_spd_loss_hand_computation():
 
 
 def test_all_negatives_masked_gives_positive_term_only():
-    head = HiRLSPDHead(num_neg_path=2)
+    head = SPDHead(num_neg_path=2)
     z = [torch.tensor([[0., 1.]]), torch.tensor([[1., 0.]])]
     pos = torch.tensor([[1, 0]])
     neg = torch.tensor([[[1, 0], [1, 0]]])
@@ -41,9 +41,8 @@ def test_all_negatives_masked_gives_positive_term_only():
 
 def test_gradient_reaches_the_neck():
     torch.manual_seed(0)
-    neck = HiRLNeck(
-        in_channels=8, num_levels=2, num_mlp_layer=2, out_channels=2)
-    head = HiRLSPDHead(num_neg_path=5)
+    neck = HIRLNeck(in_channels=8, num_levels=2, num_layers=2, out_channels=2)
+    head = SPDHead(num_neg_path=5)
     proj = torch.randn(6, 8)
     pos = torch.tensor([[0, 0], [1, 0], [2, 1], [3, 1], [0, 0], [2, 1]])
     parents = torch.tensor([0, 0, 1, 1])

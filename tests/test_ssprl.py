@@ -12,9 +12,8 @@ from mmengine.runner import Runner
 from mmpretrain.registry import DATASETS, MODELS, TRANSFORMS
 from toy import CONFIGS
 
-from hirl_mm.datasets import (HiRLCOCOMultiLabel, HiRLPhotoMosaics,
-                              HiRLPyramidPatches)
-from hirl_mm.models import HiRLCrossScaleHead
+from hirl_mm.datasets import COCOMultiLabel, PhotoMosaics, PyramidPatches
+from hirl_mm.models import CrossScaleHead
 
 SSPRL = osp.join(
     CONFIGS, 'ssprl', 'ssprl_resnet18_1xb32-mcrop-2-4-pyramid-2-3-coslr-10e_'
@@ -25,7 +24,7 @@ PROBE = osp.join(CONFIGS, 'benchmarks', 'multilabel',
 
 def pyramid(**kwargs):
     cfg = dict(
-        type='HiRLPyramidPatches',
+        type='PyramidPatches',
         grids=(2, 3),
         crop_sizes=(44, 63),
         patch_sizes=(16, 12),
@@ -48,7 +47,7 @@ def test_pyramid_patches_counts_and_sizes():
     views = run_seeded(pyramid(), 0)
     # 2 views x 2 x 2 cells of 16 px, then 2 views x 3 x 3 cells of 12 px
     assert [v.shape for v in views] == [(16, 16, 3)] * 8 + [(12, 12, 3)] * 18
-    assert isinstance(pyramid(), HiRLPyramidPatches)
+    assert isinstance(pyramid(), PyramidPatches)
     assert pyramid().num_images() == 26
     three = pyramid(
         num_views=3, grids=(2, ), crop_sizes=(40, ), patch_sizes=(20, ))
@@ -65,7 +64,7 @@ def test_pyramid_patches_cells_come_from_their_grid_cell():
         img[r * 32:(r + 1) * 32, q * 32:(q + 1) * 32] = c
     t = TRANSFORMS.build(
         dict(
-            type='HiRLPyramidPatches',
+            type='PyramidPatches',
             grids=(2, ),
             crop_sizes=(64, ),
             patch_sizes=(8, ),
@@ -109,7 +108,7 @@ def test_pyramid_patches_bad_input():
 
 
 def test_cross_scale_head_shape_and_hand_computation():
-    head = HiRLCrossScaleHead(num_local=4, num_global=6, temperature=0.5)
+    head = CrossScaleHead(num_local=4, num_global=6, temperature=0.5)
     torch.manual_seed(0)
     logits = torch.randn(5 * 3, 4)  # 5 patch views x 3 images
     out = head(logits, 3)
@@ -201,12 +200,12 @@ def test_model_checks_inputs_and_heads():
     bad = dict(
         cfg.model,
         cross_scale_heads=[
-            dict(type='HiRLCrossScaleHead', num_local=7, num_global=30)
+            dict(type='CrossScaleHead', num_local=7, num_global=30)
         ] * 2)
     with pytest.raises(ValueError, match='Scale g=2'):
         MODELS.build(bad)
-    with pytest.raises(ValueError, match='lambda_l2g'):
-        MODELS.build(dict(cfg.model, lambda_l2g=[0.25]))
+    with pytest.raises(ValueError, match='l2g_loss_weight'):
+        MODELS.build(dict(cfg.model, l2g_loss_weight=[0.25]))
 
 
 def test_one_training_step_of_the_embedded_config(tmp_path):
@@ -240,14 +239,29 @@ def test_one_training_step_of_the_embedded_config(tmp_path):
 
 def test_mosaics_labels_and_images(tmp_path):
     kw = dict(num_train=20, num_test=6, img_size=32, crop_size=48)
-    ds = HiRLPhotoMosaics(split='train', data_root=str(tmp_path / 'a'), **kw)
-    again = HiRLPhotoMosaics(
-        split='train', data_root=str(tmp_path / 'b'), **kw)
-    test = HiRLPhotoMosaics(split='test', data_root=str(tmp_path / 'a'), **kw)
+    ds = PhotoMosaics(split='train', data_root=str(tmp_path / 'a'), **kw)
+    again = PhotoMosaics(split='train', data_root=str(tmp_path / 'b'), **kw)
+    test = PhotoMosaics(split='test', data_root=str(tmp_path / 'a'), **kw)
     assert len(ds) == 20 and len(test) == 6
     assert ds.metainfo['classes'][0] == 'textures'
     labels = [ds.get_cat_ids(i) for i in range(len(ds))]
     assert labels == [again.get_cat_ids(i) for i in range(len(ds))]
+    # pinned: what the bitmask-annotation implementation (before 0.2) gave
+    assert labels[:8] == [[1], [2, 3], [1, 3], [0, 3], [0, 1, 3], [0, 1, 4],
+                          [1, 2], [1, 2]]
+    # MMPretrain's multi-label set: gt_label a list, no coarse level
+    from mmpretrain.datasets import MultiLabelDataset
+    assert isinstance(ds, MultiLabelDataset)
+    info = ds.get_data_info(1)
+    assert info['gt_label'] == [2, 3] and 'coarse_label' not in info
+    assert set(ds.metainfo) == {'classes'}
+    assert not hasattr(ds, 'get_coarse_labels')
+    lines = (tmp_path / 'a' / 'train.txt').read_text().splitlines()
+    assert lines[1] == 'train/000001.png 2,3'
+    (tmp_path / 'old' / 'train').mkdir(parents=True)
+    (tmp_path / 'old' / 'train.txt').write_text('train/000000.png 2 2\n')
+    with pytest.raises(ValueError, match='comma-separated'):
+        PhotoMosaics(split='train', data_root=str(tmp_path / 'old'), **kw)
     import cv2
     for i, lab in enumerate(labels):
         assert lab == sorted(set(lab)) and 1 <= len(lab) <= 4
@@ -259,7 +273,7 @@ def test_mosaics_labels_and_images(tmp_path):
         assert len(lab) <= filled and 2 <= filled <= 4
     # several domains per image on average: a multi-label set
     assert np.mean([len(lab) for lab in labels]) > 1.5
-    packed = HiRLPhotoMosaics(
+    packed = PhotoMosaics(
         split='train',
         data_root=str(tmp_path / 'a'),
         pipeline=[dict(type='LoadImageFromFile'),
@@ -267,7 +281,7 @@ def test_mosaics_labels_and_images(tmp_path):
         **kw)[0]
     assert packed['data_samples'].gt_label.tolist() == labels[0]
     with pytest.raises(ValueError, match='min_patches'):
-        HiRLPhotoMosaics(min_patches=3, max_patches=2)
+        PhotoMosaics(min_patches=3, max_patches=2)
 
 
 def test_coco_multilabel_reader(tmp_path):
@@ -290,21 +304,20 @@ def test_coco_multilabel_reader(tmp_path):
         ])
     ann = tmp_path / 'instances.json'
     ann.write_text(json.dumps(coco))
-    ds = HiRLCOCOMultiLabel(
-        ann_file=str(ann), data_prefix='imgs', lazy_init=False)
+    ds = COCOMultiLabel(ann_file=str(ann), data_prefix='imgs', lazy_init=False)
     assert ds.metainfo['classes'] == ('person', 'car', 'dog')
     assert len(ds) == 2  # image 2 has no annotation
     assert [ds.get_cat_ids(i) for i in range(2)] == [[0, 2], [1]]
     assert ds.get_data_info(0)['img_path'] == osp.join('imgs', 'a.jpg')
     keep = DATASETS.build(
-        dict(type='HiRLCOCOMultiLabel', ann_file=str(ann), drop_empty=False))
+        dict(type='COCOMultiLabel', ann_file=str(ann), drop_empty=False))
     assert [keep.get_cat_ids(i) for i in range(3)] == [[0, 2], [], [1]]
     with pytest.raises(FileNotFoundError, match='COCO instances json'):
-        HiRLCOCOMultiLabel(ann_file=str(tmp_path / 'missing.json'))
+        COCOMultiLabel(ann_file=str(tmp_path / 'missing.json'))
     bad = tmp_path / 'bad.json'
     bad.write_text(json.dumps(dict(images=[])))
     with pytest.raises(ValueError, match="no 'annotations'"):
-        HiRLCOCOMultiLabel(ann_file=str(bad))
+        COCOMultiLabel(ann_file=str(bad))
 
 
 @pytest.mark.parametrize('name', [

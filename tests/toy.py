@@ -27,7 +27,7 @@ def toy_cfg(work_dir,
     cfg.train_dataloader.num_workers = 0
     cfg.train_dataloader.persistent_workers = False
     cfg.train_dataloader.dataset = dict(
-        type='HiRLPhotoPatches',
+        type='PhotoPatches',
         split='train',
         num_train=num_train,
         num_test=2,
@@ -38,10 +38,10 @@ def toy_cfg(work_dir,
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1)
     cfg.randomness = dict(seed=seed, deterministic=True)
     cfg.log_level = 'WARNING'
-    if cfg.model.type in ('HiRL', 'HiRLHCSC'):
+    if cfg.model.type in ('HIRL', 'HCSC'):
         cfg.model.num_clusters = list(num_clusters)
         for hook in cfg.custom_hooks:
-            if hook.type == 'HiRLPrototypeHook':
+            if hook.type == 'HierarchicalPrototypeHook':
                 hook.warmup_epochs = warmup_epochs
                 hook.num_workers = 0
                 hook.kmeans_cfg = dict(nredo=1, niter=10)

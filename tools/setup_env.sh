@@ -25,7 +25,7 @@ if [ -z "${HIRL_MM_SKIP_APT:-}" ] && [ ! -f /usr/share/datasets/fashion-mnist/tr
   log "installing dataset-fashion-mnist with apt-get"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null; } \
-    || log "warning: dataset-fashion-mnist not installed; give HiRLFashionMNIST a source_root"
+    || log "warning: dataset-fashion-mnist not installed; give HierarchicalFashionMNIST a source_root"
 fi
 
 # Skip everything when the requirements have not changed since the last run.

@@ -1,19 +1,15 @@
 """Train any OpenMMLab (MMPretrain / MMDet / MMSeg / hirl_mm) config."""
-import argparse
-import os
-import os.path as osp
-
-from mmengine.config import Config, DictAction
+from _cli import apply_cfg_options, load_config, make_parser, parse_args
+from mmengine.config import Config
 from mmengine.runner import Runner, find_latest_checkpoint
 
-import hirl_mm  # noqa: F401  (registers modules and the checkpoint allow-list)
-from hirl_mm.utils import check_checkpoint, setup_cpu_distributed
+import hirl_mm
+from hirl_mm.utils import (check_checkpoint, pretrained_init_paths,
+                           setup_cpu_distributed)
 
 
-def parse_args():
-    parser = argparse.ArgumentParser(description='Train a model')
-    parser.add_argument('config', help='train config file path')
-    parser.add_argument('--work-dir', help='the dir to save logs and models')
+def build_parser():
+    parser = make_parser('Train a model')
     parser.add_argument(
         '--resume',
         nargs='?',
@@ -22,32 +18,39 @@ def parse_args():
         help='resume from the given checkpoint, or from the latest one in '
         'the work dir when no path is given')
     parser.add_argument(
-        '--amp', action='store_true', help='enable automatic mixed precision')
+        '--pretrained',
+        metavar='CKPT',
+        help="load CKPT into every init_cfg=dict(type='Pretrained', "
+        "prefix='backbone.') of the model (the backbone's and a C4 "
+        "detector's res5 shared head's); --cfg-options still apply after it")
     parser.add_argument(
         '--auto-scale-lr', action='store_true', help='scale lr with batch')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override settings of the config, key=value')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return parser
 
 
-def merge_args(cfg, args):
-    cfg.launcher = args.launcher
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+def set_pretrained(cfg: Config, checkpoint: str) -> Config:
+    """Point every ``Pretrained`` backbone ``init_cfg`` at ``checkpoint``.
+
+    Args:
+        cfg (Config): The config, changed in place.
+        checkpoint (str): A self-supervised checkpoint with ``backbone.*``
+            keys.
+
+    Returns:
+        Config: ``cfg``.
+
+    Raises:
+        ValueError: if the config loads no pre-trained backbone.
+    """
+    cfg.merge_from_dict({
+        f'{path}.checkpoint': checkpoint
+        for path in pretrained_init_paths(cfg)
+    })
+    return cfg
+
+
+def merge_args(cfg: Config, args) -> Config:
+    """Apply the command line to ``cfg``, ``--cfg-options`` last."""
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
@@ -61,14 +64,19 @@ def merge_args(cfg, args):
     elif args.resume is not None:
         check_checkpoint(args.resume)
         cfg.resume, cfg.load_from = True, args.resume
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    return cfg
+    if args.pretrained is not None:
+        check_checkpoint(args.pretrained)
+        set_pretrained(cfg, args.pretrained)
+    return apply_cfg_options(cfg, args)
 
 
-def main():
-    args = parse_args()
-    cfg = merge_args(Config.fromfile(args.config), args)
+def main(argv=None):
+    # torch >= 2.6 reads checkpoints with weights_only=True: --resume and
+    # --pretrained need mmengine's globals on the allow-list. Installed by
+    # this explicit call, not as a side effect of an import.
+    hirl_mm.register_safe_globals()
+    args = parse_args(build_parser(), argv)
+    cfg = merge_args(load_config(args), args)
     setup_cpu_distributed(cfg)
     if 'runner_type' in cfg:
         from mmengine.registry import RUNNERS

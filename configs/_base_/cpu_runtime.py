@@ -6,7 +6,7 @@ default_hooks = dict(
     logger=dict(interval=20),
     checkpoint=dict(interval=1, max_keep_ckpts=2),
     # hirl_mm: stop at a non-finite loss; exact resume of the RNG streams
-    finite_loss=dict(type='HiRLCheckFiniteLossHook'),
-    rng_state=dict(type='HiRLRNGStateHook'))
+    finite_loss=dict(type='FiniteLossCheckHook'),
+    rng_state=dict(type='RNGStateHook'))
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0)

@@ -1,4 +1,4 @@
-# DINO, ViT-B/16, ImageNet-1k, the reference recipe on hirl_mm's HiRLDINO:
+# DINO, ViT-B/16, ImageNet-1k, the reference recipe on hirl_mm's DINO:
 # 400 epochs, batch 1024 (8 x 128), AdamW lr 7.5e-4 x 1024 / 256 (DINO's
 # linear scaling rule), 10 linear warm-up epochs then cosine to 2e-6,
 # weight decay 0.04 -> 0.4 (cosine, none on biases and norms), gradient
@@ -57,7 +57,7 @@ train_dataloader = dict(
 
 out_channels = 65536
 model = dict(
-    type='HiRLDINO',
+    type='DINO',
     base_momentum=1 - 0.996,
     end_momentum=0.,
     freeze_last_layer_epochs=3,
@@ -73,13 +73,13 @@ model = dict(
             dict(type='Constant', layer='LayerNorm', val=1., bias=0.)
         ]),
     neck=dict(
-        type='HiRLDINONeck',
+        type='DINONeck',
         in_channels=768,
         hid_channels=2048,
         bottleneck_channels=256,
         out_channels=out_channels),
     head=dict(
-        type='HiRLDINOHead',
+        type='DINOHead',
         out_channels=out_channels,
         student_temp=0.1,
         warmup_teacher_temp=0.04,
@@ -108,8 +108,8 @@ param_scheduler = [
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
 default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=3),
-    finite_loss=dict(type='HiRLCheckFiniteLossHook'),
-    rng_state=dict(type='HiRLRNGStateHook'))
+    finite_loss=dict(type='FiniteLossCheckHook'),
+    rng_state=dict(type='RNGStateHook'))
 # the last layer gets no gradient while it is frozen
 model_wrapper_cfg = dict(
     type='MMDistributedDataParallel', find_unused_parameters=True)

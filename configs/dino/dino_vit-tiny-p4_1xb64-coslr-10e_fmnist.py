@@ -1,4 +1,4 @@
-# DINO (hirl_mm's HiRLDINO) on embedded Fashion-MNIST at CPU scale: a tiny
+# DINO (hirl_mm's DINO) on embedded Fashion-MNIST at CPU scale: a tiny
 # ViT (192-d, 4 layers, 3 heads) with 4 x 4 patches, 2 global crops of 32 px
 # + 2 local crops of 16 px, a 256-way head with a 256-d bottleneck, AdamW
 # with a 1-epoch linear warm-up and weight decay 0.04 -> 0.4 (cosine),
@@ -37,7 +37,7 @@ train_pipeline = [
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 
 model = dict(
-    type='HiRLDINO',
+    type='DINO',
     base_momentum=0.01,
     backbone=dict(
         type='VisionTransformer',
@@ -54,13 +54,13 @@ model = dict(
             dict(type='Constant', layer='LayerNorm', val=1., bias=0.)
         ]),
     neck=dict(
-        type='HiRLDINONeck',
+        type='DINONeck',
         in_channels=192,
         hid_channels=512,
         bottleneck_channels=256,
         out_channels=256),
     head=dict(
-        type='HiRLDINOHead',
+        type='DINOHead',
         out_channels=256,
         student_temp=0.1,
         warmup_teacher_temp=0.04,

@@ -2,8 +2,8 @@
 # [100, 20, 5] from epoch 3.
 _base_ = '../mocov2/mocov2_resnet18_1xb64-coslr-10e_fmnist.py'
 
-model = dict(type='HiRLHCSC', num_clusters=[100, 20, 5])
+model = dict(type='HCSC', num_clusters=[100, 20, 5])
 custom_hooks = [
-    dict(type='HiRLPrototypeHook', warmup_epochs=3,
+    dict(type='HierarchicalPrototypeHook', warmup_epochs=3,
          pipeline=_base_.feat_pipeline, batch_size=256)
 ]

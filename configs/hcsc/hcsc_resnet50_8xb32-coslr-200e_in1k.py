@@ -5,11 +5,11 @@ _base_ = 'mmpretrain::mocov2/mocov2_resnet50_8xb32-coslr-200e_in1k.py'
 custom_imports = dict(imports=['hirl_mm'], allow_failed_imports=False)
 
 model = dict(
-    type='HiRLHCSC',
+    type='HCSC',
     queue_len=16384,
     num_clusters=[3000, 2000, 1000],
     drop_mode='drop')
-custom_hooks = [dict(type='HiRLPrototypeHook', warmup_epochs=20)]
+custom_hooks = [dict(type='HierarchicalPrototypeHook', warmup_epochs=20)]
 default_hooks = dict(
-    finite_loss=dict(type='HiRLCheckFiniteLossHook'),
-    rng_state=dict(type='HiRLRNGStateHook'))
+    finite_loss=dict(type='FiniteLossCheckHook'),
+    rng_state=dict(type='RNGStateHook'))

@@ -7,17 +7,17 @@ _base_ = '../barlowtwins/barlowtwins_resnet18_1xb64-coslr-10e_fmnist.py'
 num_clusters = [100, 20, 5]
 model = dict(
     _delete_=True,
-    type='HiRL',
+    type='HIRL',
     base=_base_.model,
     num_clusters=num_clusters,
     proj_module='neck',
     proto_branch='online',
-    neck=dict(type='HiRLNeck', in_channels=1024, num_mlp_layer=2),
-    head=dict(type='HiRLSPDHead', num_neg_path=100))
+    neck=dict(type='HIRLNeck', in_channels=1024, num_layers=2),
+    head=dict(type='SPDHead', num_neg_path=100))
 
 custom_hooks = [
     dict(
-        type='HiRLPrototypeHook',
+        type='HierarchicalPrototypeHook',
         warmup_epochs=3,
         pipeline=_base_.feat_pipeline,
         batch_size=256)

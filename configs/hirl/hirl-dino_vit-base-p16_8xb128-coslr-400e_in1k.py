@@ -7,11 +7,11 @@ _base_ = '../dino/dino_vit-base-p16_8xb128-coslr-400e_in1k.py'
 num_clusters = [30000, 10000, 5000]
 model = dict(
     _delete_=True,
-    type='HiRL',
+    type='HIRL',
     base=_base_.model,
     num_clusters=num_clusters,
     proj_module='neck',
     proto_branch='teacher',
-    neck=dict(type='HiRLNeck', in_channels=256, num_mlp_layer=2),
-    head=dict(type='HiRLSPDHead', num_neg_path=100))
-custom_hooks = [dict(type='HiRLPrototypeHook', warmup_epochs=40)]
+    neck=dict(type='HIRLNeck', in_channels=256, num_layers=2),
+    head=dict(type='SPDHead', num_neg_path=100))
+custom_hooks = [dict(type='HierarchicalPrototypeHook', warmup_epochs=40)]

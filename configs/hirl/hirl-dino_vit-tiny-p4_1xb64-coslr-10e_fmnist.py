@@ -7,16 +7,16 @@ _base_ = '../dino/dino_vit-tiny-p4_1xb64-coslr-10e_fmnist.py'
 num_clusters = [100, 20, 5]
 model = dict(
     _delete_=True,
-    type='HiRL',
+    type='HIRL',
     base=_base_.model,
     num_clusters=num_clusters,
     proj_module='neck',
     proto_branch='teacher',
-    neck=dict(type='HiRLNeck', in_channels=256, num_mlp_layer=2),
-    head=dict(type='HiRLSPDHead', num_neg_path=100))
+    neck=dict(type='HIRLNeck', in_channels=256, num_layers=2),
+    head=dict(type='SPDHead', num_neg_path=100))
 
 custom_hooks = [
-    dict(type='HiRLPrototypeHook', warmup_epochs=3,
+    dict(type='HierarchicalPrototypeHook', warmup_epochs=3,
          pipeline=_base_.feat_pipeline, batch_size=256)
 ]
 model_wrapper_cfg = dict(

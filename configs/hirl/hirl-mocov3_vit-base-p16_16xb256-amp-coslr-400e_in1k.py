@@ -9,11 +9,11 @@ custom_imports = dict(imports=['hirl_mm'], allow_failed_imports=False)
 num_clusters = [30000, 10000, 5000]
 model = dict(
     _delete_=True,
-    type='HiRL',
+    type='HIRL',
     base=_base_.model,
     num_clusters=num_clusters,
-    neck=dict(type='HiRLNeck', in_channels=256, num_mlp_layer=5),
-    head=dict(type='HiRLSPDHead', num_neg_path=100))
+    neck=dict(type='HIRLNeck', in_channels=256, num_layers=5),
+    head=dict(type='SPDHead', num_neg_path=100))
 
 max_epochs = 400
 param_scheduler = [
@@ -23,9 +23,9 @@ param_scheduler = [
          begin=40, end=max_epochs, convert_to_iter_based=True)
 ]
 train_cfg = dict(max_epochs=max_epochs)
-custom_hooks = [dict(type='HiRLPrototypeHook', warmup_epochs=40)]
+custom_hooks = [dict(type='HierarchicalPrototypeHook', warmup_epochs=40)]
 default_hooks = dict(
-    finite_loss=dict(type='HiRLCheckFiniteLossHook'),
-    rng_state=dict(type='HiRLRNGStateHook'))
+    finite_loss=dict(type='FiniteLossCheckHook'),
+    rng_state=dict(type='RNGStateHook'))
 model_wrapper_cfg = dict(
     type='MMDistributedDataParallel', find_unused_parameters=True)

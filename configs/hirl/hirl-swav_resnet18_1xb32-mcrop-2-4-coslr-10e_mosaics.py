@@ -7,17 +7,17 @@ _base_ = '../swav/swav_resnet18_1xb32-mcrop-2-4-coslr-10e_mosaics.py'
 num_clusters = [30, 10, 5]
 model = dict(
     _delete_=True,
-    type='HiRL',
+    type='HIRL',
     base=_base_.model,
     num_clusters=num_clusters,
     proto_branch='online',
     reassign_each_iter=True,
-    neck=dict(type='HiRLNeck', in_channels=128, num_mlp_layer=2),
-    head=dict(type='HiRLSPDHead', num_neg_path=10))
+    neck=dict(type='HIRLNeck', in_channels=128, num_layers=2),
+    head=dict(type='SPDHead', num_neg_path=10))
 
 custom_hooks = _base_.custom_hooks + [
     dict(
-        type='HiRLPrototypeHook',
+        type='HierarchicalPrototypeHook',
         warmup_epochs=3,
         pipeline=_base_.feat_pipeline,
         batch_size=256)

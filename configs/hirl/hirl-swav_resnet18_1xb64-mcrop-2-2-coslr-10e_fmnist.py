@@ -1,22 +1,22 @@
 # HIRL on the embedded SwAV: prototypes of the 128-d SwAV projection from
 # epoch 3, refreshed level-0 assignments every iteration. SwAV projects all
-# crops in one neck call; HiRL keeps the first view's rows.
+# crops in one neck call; HIRL keeps the first view's rows.
 _base_ = '../swav/swav_resnet18_1xb64-mcrop-2-2-coslr-10e_fmnist.py'
 
 num_clusters = [100, 20, 5]
 model = dict(
     _delete_=True,
-    type='HiRL',
+    type='HIRL',
     base=_base_.model,
     num_clusters=num_clusters,
     proto_branch='online',
     reassign_each_iter=True,
-    neck=dict(type='HiRLNeck', in_channels=128, num_mlp_layer=2),
-    head=dict(type='HiRLSPDHead', num_neg_path=100))
+    neck=dict(type='HIRLNeck', in_channels=128, num_layers=2),
+    head=dict(type='SPDHead', num_neg_path=100))
 
 custom_hooks = _base_.custom_hooks + [
     dict(
-        type='HiRLPrototypeHook',
+        type='HierarchicalPrototypeHook',
         warmup_epochs=3,
         pipeline=_base_.feat_pipeline,
         batch_size=256)

@@ -9,19 +9,19 @@ custom_imports = dict(imports=['hirl_mm'], allow_failed_imports=False)
 num_clusters = [30000, 10000, 1000]
 model = dict(
     _delete_=True,
-    type='HiRL',
+    type='HIRL',
     base=_base_.model,
     num_clusters=num_clusters,
     proto_branch='online',
     reassign_each_iter=True,
-    neck=dict(type='HiRLNeck', in_channels=128, num_mlp_layer=2),
-    head=dict(type='HiRLSPDHead', num_neg_path=1000))
+    neck=dict(type='HIRLNeck', in_channels=128, num_layers=2),
+    head=dict(type='SPDHead', num_neg_path=1000))
 
 custom_hooks = _base_.custom_hooks + [
-    dict(type='HiRLPrototypeHook', warmup_epochs=20)
+    dict(type='HierarchicalPrototypeHook', warmup_epochs=20)
 ]
 default_hooks = dict(
-    finite_loss=dict(type='HiRLCheckFiniteLossHook'),
-    rng_state=dict(type='HiRLRNGStateHook'))
+    finite_loss=dict(type='FiniteLossCheckHook'),
+    rng_state=dict(type='RNGStateHook'))
 model_wrapper_cfg = dict(
     type='MMDistributedDataParallel', find_unused_parameters=True)

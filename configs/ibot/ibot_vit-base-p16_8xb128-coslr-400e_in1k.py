@@ -6,13 +6,13 @@ _base_ = '../dino/dino_vit-base-p16_8xb128-coslr-400e_in1k.py'
 
 out_channels = 8192
 model = dict(
-    type='HiRLiBOT',
+    type='iBOT',
     mask_ratio=(0.1, 0.5),
     mask_prob=0.5,
-    backbone=dict(type='HiRLMaskedViT', out_type='raw'),
+    backbone=dict(type='MaskedViT', out_type='raw'),
     neck=dict(out_channels=out_channels),
     head=dict(
-        type='HiRLiBOTHead',
+        type='iBOTHead',
         out_channels=out_channels,
         warmup_teacher_patch_temp=0.04,
         teacher_patch_temp=0.07))

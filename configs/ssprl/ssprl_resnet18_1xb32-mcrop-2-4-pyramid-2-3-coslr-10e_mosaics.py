@@ -10,7 +10,7 @@ num_local_prototypes = 15
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(
-        type='HiRLPyramidPatches',
+        type='PyramidPatches',
         grids=grids,
         crop_sizes=[44, 63],
         patch_sizes=[16, 16],
@@ -23,7 +23,7 @@ train_pipeline = [
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 
 patch_head = dict(
-    type='HiRLPatchSwAVHead',
+    type='PatchSwAVHead',
     neck=dict(
         type='SwAVNeck',
         in_channels=512,
@@ -39,18 +39,18 @@ patch_head = dict(
         num_crops=[num_patch_views],
         num_prototypes=num_local_prototypes))
 cross_scale_head = dict(
-    type='HiRLCrossScaleHead',
+    type='CrossScaleHead',
     num_local=num_local_prototypes,
     num_global=_base_.num_prototypes,
     temperature=0.1)
 model = dict(
-    type='HiRLSSPRL',
+    type='SSPRL',
     grids=grids,
     num_patch_views=num_patch_views,
     patch_heads=[patch_head] * len(grids),
     cross_scale_heads=[cross_scale_head] * len(grids),
-    lambda_local=[0.25, 0.25],
-    lambda_l2g=[0.25, 0.25])
+    local_loss_weight=[0.25, 0.25],
+    l2g_loss_weight=[0.25, 0.25])
 # the frozen-prototype iterations of SwAVHook also hold the patch
 # prototypes (every parameter named '*prototypes*')
 model_wrapper_cfg = dict(

@@ -1,4 +1,4 @@
-# MMPretrain's SwAV on the embedded photo mosaics (HiRLPhotoMosaics, 64 px,
+# MMPretrain's SwAV on the embedded photo mosaics (PhotoMosaics, 64 px,
 # labels unused) at CPU scale: multi-crop 2 x 48 px + 4 x 24 px, 30
 # prototypes, no queue. The SwAV baseline of the SS-PRL embedded config.
 _base_ = [
@@ -70,7 +70,7 @@ train_dataloader = dict(
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
     dataset=dict(
-        type='HiRLPhotoMosaics', split='train', pipeline=train_pipeline))
+        type='PhotoMosaics', split='train', pipeline=train_pipeline))
 
 num_prototypes = 30
 model = dict(

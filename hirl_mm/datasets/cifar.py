@@ -6,7 +6,8 @@ from typing import Dict, List
 import numpy as np
 from mmpretrain.registry import DATASETS
 
-from .base_hierarchical import HiRLHierarchicalDataset
+from .generated import GeneratedDataset
+from .hierarchical import HierarchicalLabelsMixin
 
 
 def read_cifar_pickles(source: str, folder: str,
@@ -47,13 +48,13 @@ def _to_bgr(data: np.ndarray) -> np.ndarray:
 
 
 @DATASETS.register_module()
-class HiRLCIFAR10(HiRLHierarchicalDataset):
+class HierarchicalCIFAR10(HierarchicalLabelsMixin, GeneratedDataset):
     """CIFAR-10 from a local python archive, coarse = vehicles / animals.
 
     Args:
         source_root (str): ``cifar-10-python.tar.gz``, the extracted
             ``cifar-10-batches-py`` folder or its parent.
-        **kwargs: See :class:`HiRLHierarchicalDataset`.
+        **kwargs: See :class:`GeneratedDataset`.
     """
 
     NAME = 'cifar10'
@@ -81,13 +82,13 @@ class HiRLCIFAR10(HiRLHierarchicalDataset):
 
 
 @DATASETS.register_module()
-class HiRLCIFAR100(HiRLCIFAR10):
+class HierarchicalCIFAR100(HierarchicalCIFAR10):
     """CIFAR-100 from a local python archive with its 20 superclasses.
 
     Args:
         source_root (str): ``cifar-100-python.tar.gz``, the extracted
             ``cifar-100-python`` folder or its parent.
-        **kwargs: See :class:`HiRLHierarchicalDataset`.
+        **kwargs: See :class:`GeneratedDataset`.
     """
 
     NAME = 'cifar100'

@@ -3,12 +3,12 @@ from mmpretrain.registry import DATASETS
 
 
 @DATASETS.register_module()
-class HiRLKNNDataset(ConcatDataset):
+class KNNDataset(ConcatDataset):
     """The kNN protocol's memory bank and queries as one test set.
 
     Samples of ``bank`` (usually the training split) come first, then those
     of ``query``; each packed sample gets a ``knn_bank`` flag so
-    :class:`HiRLKNNMetric` can split them again after the distributed
+    :class:`KNNAccuracy` can split them again after the distributed
     test loop has gathered every rank's results.
 
     Args:

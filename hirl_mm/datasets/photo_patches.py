@@ -1,7 +1,8 @@
 import numpy as np
 from mmpretrain.registry import DATASETS
 
-from .base_hierarchical import HiRLHierarchicalDataset, default_cache_root
+from .generated import GeneratedDataset, default_cache_root
+from .hierarchical import HierarchicalLabelsMixin
 
 # (skimage.data name, domain); all ship inside the scikit-image wheel.
 PHOTOS = (('brick', 'textures'), ('grass', 'textures'), ('gravel', 'textures'),
@@ -29,7 +30,7 @@ def load_photo(name: str) -> np.ndarray:
 
 
 @DATASETS.register_module()
-class HiRLPhotoPatches(HiRLHierarchicalDataset):
+class PhotoPatches(HierarchicalLabelsMixin, GeneratedDataset):
     """Colour patches of 15 real photographs, with a two-level hierarchy.
 
     Fine label = source photograph, coarse label = its domain (textures,
@@ -45,7 +46,7 @@ class HiRLPhotoPatches(HiRLHierarchicalDataset):
             Defaults to 64.
         img_size (int): Side of the written patch. Defaults to 32.
         seed (int): Seed of the crop positions. Defaults to 0.
-        **kwargs: See :class:`HiRLHierarchicalDataset`.
+        **kwargs: See :class:`GeneratedDataset`.
     """
 
     NAME = 'photo_patches'

@@ -1,3 +1,7 @@
-from .hooks import HiRLCheckFiniteLossHook, HiRLPrototypeHook, HiRLRNGStateHook
+from .feature_extractor import extract_backbone_features, extract_features
+from .hooks import FiniteLossCheckHook, HierarchicalPrototypeHook, RNGStateHook
 
-__all__ = ['HiRLCheckFiniteLossHook', 'HiRLPrototypeHook', 'HiRLRNGStateHook']
+__all__ = [
+    'FiniteLossCheckHook', 'HierarchicalPrototypeHook', 'RNGStateHook',
+    'extract_backbone_features', 'extract_features'
+]

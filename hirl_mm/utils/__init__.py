@@ -1,13 +1,11 @@
 from .checkpoint import (check_checkpoint, mmengine_safe_globals,
                          register_safe_globals)
 from .dist import setup_cpu_distributed
-from .hierarchical_kmeans import (HierarchicalClustering, check_num_clusters,
-                                  cluster_concentration, hierarchical_kmeans)
 from .pooling import global_pool, pooled_embedding
+from .pretrained import pretrained_cfg_options, pretrained_init_paths
 
 __all__ = [
-    'HierarchicalClustering', 'check_checkpoint', 'check_num_clusters',
-    'cluster_concentration', 'hierarchical_kmeans', 'mmengine_safe_globals',
-    'register_safe_globals', 'setup_cpu_distributed',
-    'global_pool', 'pooled_embedding'
+    'check_checkpoint', 'global_pool', 'mmengine_safe_globals',
+    'pooled_embedding', 'pretrained_cfg_options', 'pretrained_init_paths',
+    'register_safe_globals', 'setup_cpu_distributed'
 ]

@@ -17,6 +17,9 @@ import os.path as osp
 import subprocess
 import sys
 import time
+from typing import Optional
+
+from mmengine.config import Config
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = dict(
@@ -31,12 +34,38 @@ METRICS = ('multi-label/mAP', 'multi-label/precision', 'multi-label/recall',
            'multi-label/f1-score')
 
 
-def train(config: str, work_dir: str, options: list) -> float:
+def hook_index(config: str, hook_type: str) -> int:
+    """Position of the ``hook_type`` hook in the config's ``custom_hooks``.
+
+    ``--cfg-options`` reaches list items by position only; looking the hook
+    up by its type keeps this script right when a config adds a hook.
+
+    Args:
+        config (str): Config path, relative to the repository root.
+        hook_type (str): Registered hook name.
+
+    Returns:
+        int: Index into ``custom_hooks``.
+    """
+    hooks = Config.fromfile(osp.join(ROOT, config)).get('custom_hooks', [])
+    found = [i for i, h in enumerate(hooks) if h.get('type') == hook_type]
+    if len(found) != 1:
+        raise ValueError(f'{config} has {len(found)} {hook_type} hooks in '
+                         'custom_hooks, expected one.')
+    return found[0]
+
+
+def train(config: str,
+          work_dir: str,
+          options: list,
+          pretrained: Optional[str] = None) -> float:
     cmd = [
         sys.executable,
-        osp.join(ROOT, 'tools', 'train.py'), config, '--work-dir', work_dir,
-        '--cfg-options'
-    ] + options
+        osp.join(ROOT, 'tools', 'train.py'), config, '--work-dir', work_dir
+    ]
+    if pretrained:
+        cmd += ['--pretrained', pretrained]
+    cmd += ['--cfg-options'] + options
     print('$', ' '.join(cmd), flush=True)
     start = time.time()
     subprocess.run(cmd, cwd=ROOT, check=True)
@@ -61,7 +90,9 @@ def last_metrics(work_dir: str) -> dict:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n')[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument(
         '--methods',
         nargs='+',
@@ -96,7 +127,9 @@ def main():
                 f'randomness.seed={args.seed}'
             ]
             if method == 'hirl_swav':
-                options.append(f'custom_hooks.1.warmup_epochs={args.warmup}')
+                hook = hook_index(CONFIGS[method], 'HierarchicalPrototypeHook')
+                options.append(
+                    f'custom_hooks.{hook}.warmup_epochs={args.warmup}')
             seconds = train(CONFIGS[method], wd, options)
             ckpt = osp.join(wd, f'epoch_{e}.pth')
         p = args.probe_epochs
@@ -105,10 +138,10 @@ def main():
             f'param_scheduler.0.T_max={p}', f'param_scheduler.0.end={p}',
             f'randomness.seed={args.seed}'
         ]
-        options.append(f'model.backbone.init_cfg.checkpoint={ckpt}'
-                       if ckpt else 'model.backbone.init_cfg=None')
+        if not ckpt:
+            options.append('model.backbone.init_cfg=None')
         probe_wd = osp.join(wd, 'probe')
-        probe_seconds = train(PROBE, probe_wd, options)
+        probe_seconds = train(PROBE, probe_wd, options, pretrained=ckpt)
         results[method] = dict(
             last_metrics(probe_wd),
             pretrain_s=round(seconds, 1),

@@ -14,15 +14,21 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
 from mmpretrain.registry import MODELS
 
-import hirl_mm  # noqa: F401
+import hirl_mm
 from hirl_mm.visualization import visualize_hirl
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    # the checkpoint is read with weights_only=True: mmengine's globals go
+    # on the allow-list by this explicit call
+    hirl_mm.register_safe_globals()
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n')[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('config')
     parser.add_argument('checkpoint')
-    parser.add_argument('--work-dir', default='work_dirs/visualize')
+    parser.add_argument(
+        '--work-dir', default='work_dirs/visualize', help='picture folder')
     parser.add_argument(
         '--max-samples', type=int, default=2000, help='images in the t-SNE')
     args = parser.parse_args()
@@ -33,7 +39,8 @@ def main():
         dict(cfg.model, data_preprocessor=cfg.get('data_preprocessor')))
     load_checkpoint(model, args.checkpoint, map_location='cpu')
     pipeline = cfg.get('feat_pipeline') or next(
-        h.pipeline for h in cfg.custom_hooks if h.type == 'HiRLPrototypeHook')
+        h.pipeline
+        for h in cfg.custom_hooks if h.type == 'HierarchicalPrototypeHook')
     os.makedirs(args.work_dir, exist_ok=True)
     files = visualize_hirl(
         model.eval(),

@@ -2,10 +2,10 @@
 # Shared by dist_train_det.sh and dist_train_seg.sh: train an MMDetection /
 # MMSegmentation config from a self-supervised checkpoint.
 # Usage: CONFIG PRETRAIN GPUS [train.py args]
-# PRETRAIN goes to every init_cfg that loads backbone.* weights (the
-# backbone's and a C4 shared head's) through --cfg-options; further
-# --cfg-options in the arguments are kept. Multi-node: NNODES, NODE_RANK,
-# MASTER_ADDR and PORT as for torchrun.
+# PRETRAIN goes to tools/train.py --pretrained, which loads it into every
+# init_cfg that loads backbone.* weights (the backbone's and a C4 shared
+# head's); --cfg-options in the arguments still apply after it. Multi-node:
+# NNODES, NODE_RANK, MASTER_ADDR and PORT as for torchrun.
 set -euo pipefail
 CONFIG=$1
 PRETRAIN=$2
@@ -13,24 +13,11 @@ GPUS=$3
 shift 3
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 PYTHON=${PYTHON:-python}
+# Fail before torchrun starts GPUS processes that would all fail.
 if [ ! -f "$PRETRAIN" ]; then
   echo "Pre-trained checkpoint $PRETRAIN does not exist." >&2
   exit 1
 fi
-mapfile -t OPTS < <(PYTHONPATH="$ROOT:${PYTHONPATH:-}" "$PYTHON" -c \
-  "import sys; from hirl_mm.utils.transfer import pretrained_cfg_options as f; print(*f(*sys.argv[1:]), sep='\n')" \
-  "$CONFIG" "$PRETRAIN")
-# Join the user's --cfg-options (argparse keeps only the last one).
-ARGS=()
-JOINED=0
-for arg in "$@"; do
-  ARGS+=("$arg")
-  if [ "$arg" = "--cfg-options" ]; then
-    ARGS+=("${OPTS[@]}")
-    JOINED=1
-  fi
-done
-[ $JOINED = 1 ] || ARGS+=(--cfg-options "${OPTS[@]}")
 
 PYTHONPATH="$ROOT:${PYTHONPATH:-}" \
 "$PYTHON" -m torch.distributed.run \
@@ -41,4 +28,4 @@ PYTHONPATH="$ROOT:${PYTHONPATH:-}" \
     --master_port=${PORT:-29500} \
     "$ROOT/tools/train.py" \
     "$CONFIG" \
-    --launcher pytorch "${ARGS[@]}"
+    --launcher pytorch --pretrained "$PRETRAIN" "$@"

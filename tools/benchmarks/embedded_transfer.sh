@@ -19,12 +19,18 @@ DET_OPTIONS=${DET_OPTIONS:-}
 SEG_OPTIONS=${SEG_OPTIONS:-}
 
 run() {  # TASK CONFIG NAME CKPT
-  local init="model.backbone.init_cfg.checkpoint=$4" extra=$DET_OPTIONS
-  [ "$4" = none ] && init="model.backbone.init_cfg=None"
+  local args=(--work-dir "$WORK/$1_$3") opts=() extra=$DET_OPTIONS
   [ "$1" = seg ] && extra=$SEG_OPTIONS
-  # shellcheck disable=SC2086  # the options are words
-  "$PY" "$ROOT/tools/train.py" "$2" --work-dir "$WORK/$1_$3" \
-    --cfg-options "$init" $extra
+  if [ "$4" = none ]; then
+    opts=(model.backbone.init_cfg=None)
+  else
+    args+=(--pretrained "$4")
+  fi
+  # shellcheck disable=SC2206  # the options are words
+  opts+=($extra)
+  # one --cfg-options: argparse keeps only the last one
+  [ ${#opts[@]} = 0 ] || args+=(--cfg-options "${opts[@]}")
+  "$PY" "$ROOT/tools/train.py" "$2" "${args[@]}"
 }
 for task in ${TASKS:-det seg}; do
   config=$DET; [ $task = seg ] && config=$SEG

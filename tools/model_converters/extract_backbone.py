@@ -18,7 +18,7 @@ import os.path as osp
 
 import torch
 
-import hirl_mm  # noqa: F401  (the checkpoint allow-list)
+import hirl_mm
 from hirl_mm.utils.model_converters import FORMATS, convert_backbone
 
 
@@ -41,6 +41,9 @@ def parse_args():
 
 
 def main():
+    # the checkpoint is read with weights_only=True: mmengine's globals go
+    # on the allow-list by this explicit call
+    hirl_mm.register_safe_globals()
     args = parse_args()
     state = convert_backbone(
         args.checkpoint, fmt=args.format, keep_prefix=args.keep_prefix)

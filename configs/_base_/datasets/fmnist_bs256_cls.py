@@ -1,6 +1,6 @@
 # Embedded Fashion-MNIST for supervised evaluation (linear probe,
 # fine-tuning, semi-supervised), fine and coarse labels, 32 x 32.
-dataset_type = 'HiRLFashionMNIST'
+dataset_type = 'HierarchicalFashionMNIST'
 custom_imports = dict(imports=['hirl_mm'], allow_failed_imports=False)
 
 data_preprocessor = dict(
@@ -44,6 +44,6 @@ test_dataloader = val_dataloader
 # Fine top-1 and the coarse accuracy of the same predictions.
 val_evaluator = [
     dict(type='Accuracy', topk=(1, )),
-    dict(type='HiRLCoarseAccuracy')
+    dict(type='CoarseAccuracy')
 ]
 test_evaluator = val_evaluator

@@ -1,6 +1,6 @@
 # Fashion-MNIST (embedded, Debian's dataset-fashion-mnist) for
 # self-supervised pre-training at 32 x 32 on CPU.
-dataset_type = 'HiRLFashionMNIST'
+dataset_type = 'HierarchicalFashionMNIST'
 custom_imports = dict(imports=['hirl_mm'], allow_failed_imports=False)
 
 data_preprocessor = dict(

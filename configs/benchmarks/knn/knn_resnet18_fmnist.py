@@ -1,13 +1,15 @@
 # Weighted kNN (k = 10/20/100/200, T = 0.07) and k-means clustering metrics
 # of a pre-trained ResNet-18 on embedded Fashion-MNIST, fine and coarse:
 #   tools/test.py configs/benchmarks/knn/knn_resnet18_fmnist.py CKPT
+# tools/main_job.py evaluates each run through this config, with the run's
+# backbone, training subset (the kNN bank) and k swapped in.
 _base_ = [
     '../../_base_/datasets/fmnist_bs256_cls.py',
     '../../_base_/cpu_runtime.py',
 ]
 
 model = dict(
-    type='HiRLFeatureModel',
+    type='PooledFeatureModel',
     backbone=dict(type='ResNet', depth=18, norm_cfg=dict(type='BN')))
 
 train_dataloader = None
@@ -16,7 +18,7 @@ val_evaluator = None
 test_dataloader = dict(
     dataset=dict(
         _delete_=True,
-        type='HiRLKNNDataset',
+        type='KNNDataset',
         bank=dict(
             type=_base_.dataset_type,
             split='train',
@@ -27,7 +29,7 @@ test_dataloader = dict(
             split='test',
             pipeline=_base_.test_pipeline)))
 test_evaluator = [
-    dict(type='HiRLKNNMetric', ks=(10, 20, 100, 200), temperature=0.07),
-    dict(type='HiRLClusteringMetric'),
+    dict(type='KNNAccuracy', ks=(10, 20, 100, 200), temperature=0.07),
+    dict(type='ClusteringMetric'),
 ]
 test_cfg = dict()

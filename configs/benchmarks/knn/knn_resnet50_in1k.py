@@ -5,7 +5,7 @@ _base_ = 'mmpretrain::_base_/default_runtime.py'
 custom_imports = dict(imports=['hirl_mm'], allow_failed_imports=False)
 
 model = dict(
-    type='HiRLFeatureModel',
+    type='PooledFeatureModel',
     backbone=dict(type='ResNet', depth=50),
     data_preprocessor=dict(
         mean=[123.675, 116.28, 103.53],
@@ -24,13 +24,13 @@ test_dataloader = dict(
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='default_collate'),
     dataset=dict(
-        type='HiRLKNNDataset',
+        type='KNNDataset',
         bank=dict(type='ImageNet', data_root='data/imagenet', split='train',
                   pipeline=test_pipeline),
         query=dict(type='ImageNet', data_root='data/imagenet', split='val',
                    pipeline=test_pipeline)))
 test_evaluator = [
-    dict(type='HiRLKNNMetric', ks=(10, 20, 100, 200), temperature=0.07),
-    dict(type='HiRLClusteringMetric', kmeans_cfg=dict(init='random')),
+    dict(type='KNNAccuracy', ks=(10, 20, 100, 200), temperature=0.07),
+    dict(type='ClusteringMetric', kmeans_cfg=dict(init='random')),
 ]
 test_cfg = dict()

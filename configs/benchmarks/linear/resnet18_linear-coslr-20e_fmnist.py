@@ -1,6 +1,6 @@
 # Linear probe of a frozen pre-trained ResNet-18 on embedded Fashion-MNIST:
 #   tools/train.py configs/benchmarks/linear/resnet18_linear-coslr-20e_fmnist.py \
-#       --cfg-options model.backbone.init_cfg.checkpoint=CKPT
+#       --pretrained CKPT
 _base_ = [
     'mmpretrain::_base_/models/resnet18.py',
     '../../_base_/datasets/fmnist_bs256_cls.py',

@@ -1,7 +1,7 @@
 # The reference linear protocol (frozen R50, SGD lr 30, 100 epochs, steps at
 # 60/80) = MMPretrain's MoCo v2 linear benchmark:
 #   tools/dist_train.sh configs/benchmarks/linear/resnet50_linear-steplr-100e_in1k.py 8 \
-#       --cfg-options model.backbone.init_cfg.checkpoint=CKPT
+#       --pretrained CKPT
 _base_ = 'mmpretrain::mocov2/benchmarks/resnet50_8xb32-linear-steplr-100e_in1k.py'
 custom_imports = dict(imports=['hirl_mm'], allow_failed_imports=False)
 

@@ -4,7 +4,8 @@
 # (SyncBN trained, RGB normalisation, res5 shared head with an extra norm,
 # loaded from the same checkpoint).
 _base_ = 'mmdet::pascal_voc/faster-rcnn_r50-caffe-c4_ms-18k_voc0712.py'
-custom_imports = dict(imports=['hirl_mm'], allow_failed_imports=False)
+custom_imports = dict(
+    imports=['hirl_mm.transfer'], allow_failed_imports=False)
 
 pretrained = dict(type='Pretrained', checkpoint='', prefix='backbone.')
 norm_cfg = dict(type='SyncBN', requires_grad=True)

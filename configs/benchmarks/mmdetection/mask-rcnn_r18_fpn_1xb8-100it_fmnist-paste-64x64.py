@@ -3,10 +3,11 @@
 # training / 300 test images, written to the data cache on first use), BN
 # (CPU), 100 iterations of batch 8, box + mask AP.
 #   tools/train.py configs/benchmarks/mmdetection/mask-rcnn_r18_fpn_1xb8-100it_fmnist-paste-64x64.py \
-#       --cfg-options model.backbone.init_cfg.checkpoint=CKPT
+#       --pretrained CKPT
 # Random init: --cfg-options model.backbone.init_cfg=None
 _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
-custom_imports = dict(imports=['hirl_mm'], allow_failed_imports=False)
+custom_imports = dict(
+    imports=['hirl_mm.transfer'], allow_failed_imports=False)
 
 norm_cfg = dict(type='BN', requires_grad=True)
 model = dict(
@@ -43,7 +44,7 @@ model = dict(
     test_cfg=dict(
         rpn=dict(nms_pre=500, max_per_img=100), rcnn=dict(max_per_img=20)))
 
-dataset_type = 'HiRLPastedCocoDataset'
+dataset_type = 'PastedObjectsCocoDataset'
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),

@@ -6,7 +6,8 @@
 # the pre-trained backbone too: the shared head loads layer4.* from the
 # same checkpoint (dist_train_det.sh passes it to both).
 _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50-caffe-c4_1x_coco.py'
-custom_imports = dict(imports=['hirl_mm'], allow_failed_imports=False)
+custom_imports = dict(
+    imports=['hirl_mm.transfer'], allow_failed_imports=False)
 
 pretrained = dict(type='Pretrained', checkpoint='', prefix='backbone.')
 norm_cfg = dict(type='SyncBN', requires_grad=True)

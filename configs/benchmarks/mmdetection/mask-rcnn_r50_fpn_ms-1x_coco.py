@@ -4,7 +4,8 @@
 #   tools/benchmarks/dist_train_det.sh \
 #       configs/benchmarks/mmdetection/mask-rcnn_r50_fpn_ms-1x_coco.py CKPT 8
 _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
-custom_imports = dict(imports=['hirl_mm'], allow_failed_imports=False)
+custom_imports = dict(
+    imports=['hirl_mm.transfer'], allow_failed_imports=False)
 
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 model = dict(

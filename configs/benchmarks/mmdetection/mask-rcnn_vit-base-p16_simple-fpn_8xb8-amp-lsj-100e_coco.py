@@ -2,10 +2,11 @@
 # style: the MMPretrain VisionTransformer itself (so the pre-training
 # checkpoint's backbone.* keys load unchanged; the position embedding is
 # resized to 1024 px on load), a simple feature pyramid from its last map
-# (HiRLSimpleFPN, LayerNorm), 4conv1fc box head and mask head with
+# (SimpleFeaturePyramid, LayerNorm), 4conv1fc box head and mask head with
 # LayerNorm, large-scale jitter 1024 px, 100 epochs, AdamW, AMP.
 _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_8xb8-amp-lsj-200e_coco.py'
-custom_imports = dict(imports=['hirl_mm'], allow_failed_imports=False)
+custom_imports = dict(
+    imports=['hirl_mm.transfer'], allow_failed_imports=False)
 
 norm_cfg = dict(type='mmpretrain.LN2d', eps=1e-6)
 model = dict(
@@ -25,7 +26,7 @@ model = dict(
         init_cfg=dict(type='Pretrained', checkpoint='', prefix='backbone.')),
     neck=dict(
         _delete_=True,
-        type='HiRLSimpleFPN',
+        type='SimpleFeaturePyramid',
         in_channels=768,
         out_channels=256,
         scale_factors=(4.0, 2.0, 1.0, 0.5),

@@ -2,10 +2,11 @@
 # backgrounds (64 px, 11 classes = background + 10; the same images as the
 # detection config), BN (CPU), 100 iterations of batch 8, mIoU.
 #   tools/train.py configs/benchmarks/mmsegmentation/fcn_r18-d8_1xb8-100it_fmnist-paste-64x64.py \
-#       --cfg-options model.backbone.init_cfg.checkpoint=CKPT
+#       --pretrained CKPT
 # Random init: --cfg-options model.backbone.init_cfg=None
 _base_ = 'mmseg::fcn/fcn_r50-d8_4xb4-20k_voc12aug-512x512.py'
-custom_imports = dict(imports=['hirl_mm'], allow_failed_imports=False)
+custom_imports = dict(
+    imports=['hirl_mm.transfer'], allow_failed_imports=False)
 
 crop_size = (64, 64)
 norm_cfg = dict(type='BN', requires_grad=True)
@@ -23,7 +24,7 @@ model = dict(
     auxiliary_head=dict(
         in_channels=256, channels=64, num_classes=11, norm_cfg=norm_cfg))
 
-dataset_type = 'HiRLPastedSegDataset'
+dataset_type = 'PastedObjectsSegDataset'
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),

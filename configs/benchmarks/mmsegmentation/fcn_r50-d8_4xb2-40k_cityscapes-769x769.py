@@ -2,7 +2,8 @@
 # SSL segmentation benchmark (pytorch-style ResNet with SyncBN, loaded from
 # a self-supervised checkpoint).
 _base_ = 'mmseg::fcn/fcn_r50-d8_4xb2-40k_cityscapes-769x769.py'
-custom_imports = dict(imports=['hirl_mm'], allow_failed_imports=False)
+custom_imports = dict(
+    imports=['hirl_mm.transfer'], allow_failed_imports=False)
 
 model = dict(
     pretrained=None,

@@ -6,7 +6,8 @@
 #       configs/benchmarks/mmsegmentation/fcn_r50-d8_4xb4-20k_voc12aug-512x512.py \
 #       CKPT 4
 _base_ = 'mmseg::fcn/fcn_r50-d8_4xb4-20k_voc12aug-512x512.py'
-custom_imports = dict(imports=['hirl_mm'], allow_failed_imports=False)
+custom_imports = dict(
+    imports=['hirl_mm.transfer'], allow_failed_imports=False)
 
 model = dict(
     pretrained=None,

@@ -4,7 +4,8 @@
 # pre-training checkpoint's backbone.* keys load unchanged (the position
 # embedding is resized to 512 px on load).
 _base_ = 'mmseg::vit/vit_vit-b16_mln_upernet_8xb2-160k_ade20k-512x512.py'
-custom_imports = dict(imports=['hirl_mm'], allow_failed_imports=False)
+custom_imports = dict(
+    imports=['hirl_mm.transfer'], allow_failed_imports=False)
 
 model = dict(
     pretrained=None,

@@ -1,8 +1,8 @@
 # Multi-label linear probe of a frozen pre-trained ResNet-18 on the embedded
-# photo mosaics (HiRLPhotoMosaics: 5 domains, 2-4 photo patches per 64 px
+# photo mosaics (PhotoMosaics: 5 domains, 2-4 photo patches per 64 px
 # mosaic), BCE, mAP:
 #   tools/train.py configs/benchmarks/multilabel/resnet18_multilabel-linear-coslr-20e_mosaics.py \
-#       --cfg-options model.backbone.init_cfg.checkpoint=CKPT
+#       --pretrained CKPT
 _base_ = [
     'mmpretrain::_base_/models/resnet18.py',
     '../../_base_/cpu_runtime.py',
@@ -36,7 +36,7 @@ model = dict(
         in_channels=512,
         loss=dict(type='CrossEntropyLoss', use_sigmoid=True)))
 
-dataset_type = 'HiRLPhotoMosaics'
+dataset_type = 'PhotoMosaics'
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='RandomFlip', prob=0.5),

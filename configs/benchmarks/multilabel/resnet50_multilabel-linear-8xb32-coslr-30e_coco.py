@@ -1,5 +1,5 @@
 # The multi-label linear probe on COCO 2014 (80 classes; labels = the
-# categories of each image's instances, HiRLCOCOMultiLabel), train2014 ->
+# categories of each image's instances, COCOMultiLabel), train2014 ->
 # val2014, mAP. Data from a local path:
 #   data/coco/annotations/instances_{train,val}2014.json
 #   data/coco/{train,val}2014/*.jpg
@@ -13,7 +13,7 @@ model = dict(head=dict(num_classes=num_classes))
 train_dataloader = dict(
     dataset=dict(
         _delete_=True,
-        type='HiRLCOCOMultiLabel',
+        type='COCOMultiLabel',
         data_root=data_root,
         ann_file='annotations/instances_train2014.json',
         data_prefix='train2014',
@@ -21,7 +21,7 @@ train_dataloader = dict(
 val_dataloader = dict(
     dataset=dict(
         _delete_=True,
-        type='HiRLCOCOMultiLabel',
+        type='COCOMultiLabel',
         data_root=data_root,
         ann_file='annotations/instances_val2014.json',
         data_prefix='val2014',

@@ -3,7 +3,7 @@
 # local path (MMPretrain's VOC layout: data/VOC2007/{JPEGImages,
 # Annotations,ImageSets}); the checkpoint's `backbone.*` keys:
 #   tools/dist_train.sh configs/benchmarks/multilabel/resnet50_multilabel-linear-8xb32-coslr-30e_voc07.py 8 \
-#       --cfg-options model.backbone.init_cfg.checkpoint=CKPT
+#       --pretrained CKPT
 _base_ = [
     'mmpretrain::_base_/models/resnet50.py',
     'mmpretrain::_base_/datasets/voc_bs16.py',

@@ -1,5 +1,5 @@
-from .finite_loss_hook import HiRLCheckFiniteLossHook
-from .prototype_hook import HiRLPrototypeHook
-from .rng_state_hook import HiRLRNGStateHook
+from .finite_loss_hook import FiniteLossCheckHook
+from .prototype_hook import HierarchicalPrototypeHook
+from .rng_state_hook import RNGStateHook
 
-__all__ = ['HiRLCheckFiniteLossHook', 'HiRLPrototypeHook', 'HiRLRNGStateHook']
+__all__ = ['FiniteLossCheckHook', 'HierarchicalPrototypeHook', 'RNGStateHook']

@@ -6,7 +6,7 @@ from mmpretrain.registry import HOOKS
 
 
 @HOOKS.register_module()
-class HiRLCheckFiniteLossHook(Hook):
+class FiniteLossCheckHook(Hook):
     """Stop training at the first non-finite loss term, naming the step and
     every loss term.
 

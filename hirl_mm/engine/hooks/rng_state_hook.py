@@ -7,7 +7,7 @@ from mmpretrain.registry import HOOKS
 
 
 @HOOKS.register_module()
-class HiRLRNGStateHook(Hook):
+class RNGStateHook(Hook):
     """Save the random generators' states in checkpoints, restore on resume.
 
     mmengine re-seeds on resume, so augmentations after a resume differ from

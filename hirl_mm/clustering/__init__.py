@@ -1,0 +1,7 @@
+from .hierarchical_kmeans import (HierarchicalClustering, check_num_clusters,
+                                  cluster_concentration, hierarchical_kmeans)
+
+__all__ = [
+    'HierarchicalClustering', 'check_num_clusters', 'cluster_concentration',
+    'hierarchical_kmeans'
+]

@@ -1,0 +1,3 @@
+from .pyramid_patches import PyramidPatches
+
+__all__ = ['PyramidPatches']

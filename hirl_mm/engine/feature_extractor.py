@@ -1,0 +1,197 @@
+"""Features of a whole data set, each rank embedding its shard."""
+import copy
+from typing import Callable, Dict, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn as nn
+from mmengine.dataset import DefaultSampler
+from mmengine.dist import all_gather, gather, get_rank, get_world_size
+from mmengine.runner import Runner
+from mmengine.utils import ProgressBar
+from torch.utils.data import DataLoader
+
+from hirl_mm.utils import pooled_embedding
+
+# Marks a label a sample does not carry (no label is this negative).
+MISSING = torch.iinfo(torch.long).min
+DEFAULT_SAMPLERS = ('DefaultSampler', 'mmengine.DefaultSampler',
+                    DefaultSampler)
+Loader = Union[DataLoader, dict]
+
+
+def _unpadded(loader_cfg: dict) -> dict:
+    """A loader config whose ``DefaultSampler`` does not pad the last shard:
+    padding duplicates would break the one-row-per-image check."""
+    loader_cfg = copy.deepcopy(dict(loader_cfg))
+    sampler = loader_cfg.get('sampler')
+    if sampler is not None and sampler.get('type') in DEFAULT_SAMPLERS:
+        loader_cfg['sampler'] = dict(sampler, round_up=False)
+    return loader_cfg
+
+
+def _label(data_sample, key: str) -> int:
+    return int(getattr(data_sample, key)) if key in data_sample else MISSING
+
+
+@torch.no_grad()
+def extract_features(
+        feat_fn: Callable[[torch.Tensor], torch.Tensor],
+        dataloader: Loader,
+        model: Optional[nn.Module] = None,
+        label_keys: Sequence[str] = (),
+        dst: Optional[int] = 0,
+        progress: bool = False) -> Optional[Dict[str, torch.Tensor]]:
+    """Features (and labels) of every image of a loader, in ``sample_idx``
+    order, distributed-aware.
+
+    Each rank embeds the images its sampler gives it into one preallocated
+    shard of ``ceil(N / world_size)`` rows (so a rank holds about
+    N x D / world_size floats), together with each row's ``sample_idx``
+    (-1 for the unused rows of a shorter shard). The shards are gathered on
+    ``dst`` (or on every rank), placed by ``sample_idx`` and checked to
+    cover every image exactly once: the sampler must split the data set
+    without padding (``DefaultSampler(round_up=False)``, which a loader
+    config is given here).
+
+    Args:
+        feat_fn (Callable): Maps a batch of (preprocessed) inputs to (B, D)
+            features, e.g. ``model.extract_proto_feat``.
+        dataloader (DataLoader | dict): A built loader or a loader config.
+            Its data samples must carry ``sample_idx`` in ``[0, N)``.
+        model (nn.Module, optional): Put in eval mode while extracting (its
+            mode is restored after), and its ``data_preprocessor`` prepares
+            every batch. Defaults to None: batches go to ``feat_fn`` as they
+            are, ``data['inputs']``.
+        label_keys (Sequence[str]): Data-sample fields (integer labels,
+            e.g. ``'gt_label'``, ``'coarse_label'``) to return as well;
+            a field is returned only when every sample has it.
+            Defaults to ().
+        dst (int, optional): Rank that receives the result; None for every
+            rank. Defaults to 0.
+        progress (bool): Show a progress bar on rank 0. Defaults to False.
+
+    Returns:
+        dict[str, Tensor] | None: On the receiving rank(s), ``feats`` (N, D)
+        on the CPU and each present label key (N, ); None on the others.
+    """
+    if isinstance(dataloader, dict):
+        dataloader = Runner.build_dataloader(_unpadded(dataloader))
+    num_images = len(dataloader.dataset)
+    was_training = model is not None and model.training
+    if model is not None:
+        model.eval()
+    try:
+        feats, columns = _embed_shard(
+            feat_fn, dataloader,
+            None if model is None else model.data_preprocessor, label_keys,
+            progress)
+    finally:
+        if model is not None:
+            model.train(was_training)
+
+    if dst is None:
+        feat_parts, column_parts = all_gather(feats), all_gather(columns)
+    else:
+        feat_parts, column_parts = gather(feats, dst), gather(columns, dst)
+        if get_rank() != dst:
+            return None
+    return _assemble(feat_parts, column_parts, num_images, label_keys)
+
+
+def _embed_shard(feat_fn: Callable, dataloader: DataLoader,
+                 preprocess: Optional[Callable], label_keys: Sequence[str],
+                 progress: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    """This rank's preallocated shard: features (S, D) and, per row, its
+    ``sample_idx`` and labels (1 + K, S), S = ceil(N / world_size)."""
+    rank, world = get_rank(), get_world_size()
+    num_images = len(dataloader.dataset)
+    size = -(-num_images // world)
+    feats, filled = None, 0
+    # -1: an unused row of a shorter shard
+    columns = torch.full((1 + len(label_keys), size), -1, dtype=torch.long)
+    bar = ProgressBar(len(dataloader)) if progress and rank == 0 else None
+    for data in dataloader:
+        if preprocess is not None:
+            data = preprocess(data, False)
+        out = feat_fn(data['inputs']).cpu()
+        if filled + len(out) > size:
+            raise RuntimeError(
+                f'Rank {rank} was given more than ceil({num_images} / '
+                f'{world}) = {size} images: the sampler must split the data '
+                'set into shards without padding or repeats.')
+        if feats is None:
+            feats = out.new_zeros(size, out.shape[1])
+        rows = slice(filled, filled + len(out))
+        feats[rows] = out
+        samples = data['data_samples']
+        columns[0, rows] = torch.as_tensor([ds.sample_idx for ds in samples])
+        for i, key in enumerate(label_keys, 1):
+            columns[i, rows] = torch.as_tensor(
+                [_label(ds, key) for ds in samples], dtype=torch.long)
+        filled += len(out)
+        if bar is not None:
+            bar.update()
+    if feats is None:
+        # the feature size, hence the shard, is only known from a batch
+        raise ValueError(f'Rank {rank} received no images to embed '
+                         f'({num_images} images, {world} ranks).')
+    return feats, columns
+
+
+def _assemble(feat_parts, column_parts, num_images: int,
+              label_keys: Sequence[str]) -> Dict[str, torch.Tensor]:
+    """Place the shards' rows by ``sample_idx``; check the coverage."""
+    feats = feat_parts[0].new_empty(num_images, feat_parts[0].shape[1])
+    columns = column_parts[0].new_empty(len(column_parts[0]), num_images)
+    seen = torch.zeros(num_images, dtype=torch.long)
+    for part, cols in zip(feat_parts, column_parts):
+        keep = cols[0] >= 0
+        idx = cols[0, keep]
+        if len(idx) and int(idx.max()) >= num_images:
+            raise RuntimeError(
+                f'sample_idx {int(idx.max())} is out of range for a data '
+                f'set of {num_images} images.')
+        feats[idx] = part[keep]
+        columns[:, idx] = cols[:, keep]
+        seen += torch.bincount(idx, minlength=num_images)
+    if not bool((seen == 1).all()):
+        raise RuntimeError('The features must cover every image once; '
+                           f'{int((seen == 0).sum())} images are missing and '
+                           f'{int((seen > 1).sum())} are duplicated.')
+    result = dict(feats=feats)
+    for i, key in enumerate(label_keys, 1):
+        if bool((columns[i] != MISSING).all()):
+            result[key] = columns[i]
+    return result
+
+
+def extract_backbone_features(model: nn.Module,
+                              dataloader: Loader) -> Dict[str, np.ndarray]:
+    """Globally pooled last-stage backbone features and labels of a loader.
+
+    Under distributed training every rank embeds its shard and receives
+    the whole result (see :func:`extract_features`).
+
+    Args:
+        model (nn.Module): A self-supervised algorithm (or :class:`HIRL`):
+            its ``data_preprocessor`` and ``extract_feat`` are used.
+        dataloader (DataLoader | dict): A built loader or a loader config.
+
+    Returns:
+        dict: ``feats`` (N, C) L2-normalised, ``labels`` (N, ) and, when the
+        samples carry one, ``coarse_labels`` (N, ), in ``sample_idx`` order.
+    """
+    out = extract_features(
+        lambda inputs: pooled_embedding(model.extract_feat(inputs)[-1]),
+        dataloader,
+        model=model,
+        label_keys=('gt_label', 'coarse_label'),
+        dst=None)
+    if 'gt_label' not in out:
+        raise KeyError('extract_backbone_features needs a `gt_label` on '
+                       'every data sample.')
+    result = dict(feats=out['feats'].numpy(), labels=out['gt_label'].numpy())
+    if 'coarse_label' in out:
+        result['coarse_labels'] = out['coarse_label'].numpy()
+    return result

@@ -1,0 +1,161 @@
+from typing import Dict, List, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmpretrain.models import MoCo
+from mmpretrain.models.utils import batch_shuffle_ddp, batch_unshuffle_ddp
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+
+from ..losses import (instance_selective_loss, prototype_negatives,
+                      prototype_selective_loss, selection_keep_probability)
+from ..utils import HierarchicalPrototypeMixin
+
+
+@MODELS.register_module()
+class HCSC(HierarchicalPrototypeMixin, MoCo):
+    """HCSC: Hierarchical Contrastive Selective Coding (CVPR 2022).
+
+    MoCo v2 with a tree of prototypes (built by
+    :class:`HierarchicalPrototypeHook` from the momentum encoder, with
+    per-cluster concentrations phi). After
+    the warm-up the loss is ``sum_l L_ins^l + (1 / L) sum_l L_proto^l``:
+
+    - instance-wise selective coding: for level l a queue key k_j stays a
+      negative of query i with probability ``1 - p_l(c_l(i) | k_j)``, where
+      ``p_l(c | k) = softmax_c(k . c / phi_c)`` (clamped at 0.999)
+      (:func:`instance_selective_loss`);
+    - prototypical selective coding: the positive is the query's prototype,
+      negatives are the prototypes no sample of the batch is assigned to;
+      below the top level a negative c_j is kept with probability
+      ``1 - softmax_u(c_j . u / phi'_u)[parent of the positive]`` over the
+      next level's prototypes u (:func:`prototype_selective_loss`).
+
+    Before the first clustering it is plain MoCo (``loss``). Views after
+    the query and the key are local crops (multi-crop): each is another query
+    of the same key, with the same terms averaged over the crops
+    (``loss_local`` / ``loss_ins_local`` and ``loss_proto_local``).
+
+    Args:
+        num_clusters (Sequence[int]): Prototypes per level, finest first.
+        drop_mode (str): How a discarded queue negative leaves the InfoNCE:
+            'drop' removes it from the denominator (the paper's reading,
+            default); 'zero' multiplies its logit by 0 (the reference
+            code's: exp(0) stays in the denominator).
+        **kwargs: :class:`mmpretrain.models.MoCo` arguments.
+    """
+
+    def __init__(self,
+                 num_clusters: Sequence[int],
+                 drop_mode: str = 'drop',
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
+        if drop_mode not in ('drop', 'zero'):
+            raise ValueError(
+                f"drop_mode must be 'drop' or 'zero', got {drop_mode!r}")
+        self.drop_mode = drop_mode
+        self.init_prototypes(num_clusters)
+
+    @torch.no_grad()
+    def extract_proto_feat(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Normalised momentum-encoder projections, (B, D)."""
+        return F.normalize(self.encoder_k(inputs)[0], dim=1)
+
+    @property
+    def temperature(self) -> float:
+        return self.head.temperature
+
+    def proto_negatives(self, paths: torch.Tensor, lvl: int) -> torch.Tensor:
+        """:func:`prototype_negatives` of level ``lvl``, (B, M).
+
+        Args:
+            paths (Tensor): (B, L) the queries' prototypes at every level.
+            lvl (int): The level.
+        """
+        protos = self.prototypes
+        if lvl + 1 == protos.num_levels:
+            return prototype_negatives(paths[:, lvl], protos.num_clusters[lvl])
+        parent_conc = self.temperature * protos.concentrations[lvl + 1]
+        return prototype_negatives(paths[:, lvl], protos.num_clusters[lvl],
+                                   protos.centroids[lvl],
+                                   protos.centroids[lvl + 1], parent_conc,
+                                   paths[:, lvl + 1])
+
+    def _encode(self, images: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.neck(self.backbone(images))[0], dim=1)
+
+    def _selective_terms(self, q: torch.Tensor, k: torch.Tensor,
+                         queue: torch.Tensor, paths: torch.Tensor,
+                         keeps: List[torch.Tensor]) -> tuple:
+        """``(sum_l L_ins^l, (1 / L) sum_l L_proto^l)`` of queries ``q``."""
+        protos = self.prototypes
+        l_pos = (q * k).sum(1, keepdim=True)  # B x 1
+        l_neg = q @ queue  # B x K
+        loss_ins, loss_proto = 0., 0.
+        for lvl, keep in enumerate(keeps):
+            loss_ins = loss_ins + instance_selective_loss(
+                l_pos, l_neg, keep, self.temperature, self.drop_mode)
+            loss_proto = loss_proto + prototype_selective_loss(
+                q, protos.centroids[lvl],
+                self.temperature * protos.concentrations[lvl], paths[:, lvl],
+                self.proto_negatives(paths, lvl))
+        return loss_ins, loss_proto / len(keeps)
+
+    def loss(self, inputs: List[torch.Tensor], data_samples: List[DataSample],
+             **kwargs) -> Dict[str, torch.Tensor]:
+        """Views: query, key, then optional local crops (multi-crop).
+
+        Each local crop is another query of the same key; its terms are
+        averaged over the local crops and logged as ``*_local``.
+        """
+        im_q, im_k = inputs[0], inputs[1]
+        q = self._encode(im_q)  # B x D
+        # one pass per local crop: their sizes differ
+        local_qs = [self._encode(x) for x in inputs[2:]]
+        with torch.no_grad():
+            self.encoder_k.update_parameters(
+                nn.Sequential(self.backbone, self.neck))
+            im_k, idx_unshuffle = batch_shuffle_ddp(im_k)
+            k = F.normalize(self.encoder_k(im_k)[0], dim=1)
+            k = batch_unshuffle_ddp(k, idx_unshuffle)
+        queue = self.queue.clone().detach()  # D x K
+
+        protos = self.prototypes
+        if not protos.ready:
+            losses = dict(loss=self._moco_loss(q, k, queue))
+            if local_qs:
+                losses['loss_local'] = sum(
+                    self._moco_loss(lq, k, queue)
+                    for lq in local_qs) / len(local_qs)
+        else:
+            sample_idx = torch.as_tensor(
+                [ds.sample_idx for ds in data_samples], device=q.device)
+            paths = protos.paths(sample_idx)  # B x L
+            # the kept queue negatives depend on the image, not the crop
+            keeps = [
+                torch.bernoulli(
+                    selection_keep_probability(
+                        queue.t(), protos.centroids[lvl],
+                        self.temperature * protos.concentrations[lvl],
+                        paths[:, lvl])).bool()
+                for lvl in range(protos.num_levels)
+            ]
+            losses = dict(
+                zip(('loss_ins', 'loss_proto'),
+                    self._selective_terms(q, k, queue, paths, keeps)))
+            if local_qs:
+                terms = [
+                    self._selective_terms(lq, k, queue, paths, keeps)
+                    for lq in local_qs
+                ]
+                losses['loss_ins_local'] = sum(t[0]
+                                               for t in terms) / len(terms)
+                losses['loss_proto_local'] = sum(t[1]
+                                                 for t in terms) / len(terms)
+        self._dequeue_and_enqueue(k)
+        return losses
+
+    def _moco_loss(self, q: torch.Tensor, k: torch.Tensor,
+                   queue: torch.Tensor) -> torch.Tensor:
+        return self.head.loss((q * k).sum(1, keepdim=True), q @ queue)

@@ -1,0 +1,56 @@
+from typing import Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+from mmengine.model import BaseModule
+from mmpretrain.registry import MODELS
+
+
+@MODELS.register_module()
+class PatchSwAVHead(BaseModule):
+    """One SS-PRL pyramid scale: its projection, prototypes and SwAV loss.
+
+    The patch features of a scale (all views and cells of the batch in one
+    tensor, view by view) go through the scale's own projection ``neck``
+    (e.g. ``SwAVNeck``); ``loss`` (MMPretrain's ``SwAVLoss`` with
+    ``num_crops=[num_views]``) holds the scale's prototypes and does the
+    swapped prediction between the views of the same patch.
+
+    Args:
+        neck (dict): Projection config; takes a list with one backbone
+            output.
+        loss (dict): ``SwAVLoss`` config with a single prototype layer.
+        init_cfg (dict, optional): Initialization config. Defaults to None.
+    """
+
+    def __init__(self,
+                 neck: dict,
+                 loss: dict,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.neck = MODELS.build(neck)
+        self.loss_module = MODELS.build(loss)
+        if not isinstance(self.loss_module.prototypes, nn.Linear):
+            raise ValueError('PatchSwAVHead needs one prototype layer: '
+                             'set loss.num_prototypes to an int.')
+
+    @property
+    def num_prototypes(self) -> int:
+        return self.loss_module.prototypes.out_features
+
+    def loss(
+            self, feats: Sequence[torch.Tensor]
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Patch-level SwAV loss and the patch logits.
+
+        Args:
+            feats (Sequence[torch.Tensor]): Backbone outputs of the scale's
+                ``V * g * g * B`` patch views, view by view.
+
+        Returns:
+            Tuple[torch.Tensor, torch.Tensor]: The loss and the prototype
+            scores of every patch view, ``(V * g * g * B) x K``.
+        """
+        z = self.neck([feats])  # (V * g * g * B) x D, L2-normalised
+        loss = self.loss_module(z)  # also L2-normalises the prototypes
+        return loss, self.loss_module.prototypes(z)

@@ -1,0 +1,61 @@
+from typing import Sequence
+
+import torch
+
+
+def path_scores(cos: torch.Tensor) -> torch.Tensor:
+    """Path similarity ``s(z, P) = prod_l (1 + cos(z_l, c_l)) / 2``.
+
+    Args:
+        cos (torch.Tensor): ``(..., L)`` cosines between the level
+            embeddings and the path's prototypes, one per level.
+
+    Returns:
+        torch.Tensor: ``(...)`` scores in [0, 1].
+    """
+    return ((1 + cos) / 2).prod(dim=-1)
+
+
+def spd_loss(embeddings: Sequence[torch.Tensor],
+             pos_paths: torch.Tensor,
+             centroids: Sequence[torch.Tensor],
+             neg_paths: torch.Tensor,
+             eps: float = 1e-6) -> torch.Tensor:
+    """HIRL's semantic path discrimination (SPD) loss.
+
+    The positive path is each image's own; a candidate negative path equal
+    to the positive one is left out of that image's mean::
+
+        L = mean_b [ -log(s(z, P+) + eps)
+                     - mean_{kept P-} log(1 - s(z, P-) + eps) ] / 2
+
+    An image whose candidates are all its own path keeps the positive term
+    only.
+
+    Args:
+        embeddings (Sequence[torch.Tensor]): L normalised ``(B, D)`` level
+            embeddings.
+        pos_paths (torch.Tensor): ``(B, L)`` cluster ids of each image.
+        centroids (Sequence[torch.Tensor]): L normalised ``(M_l, D)``
+            prototypes.
+        neg_paths (torch.Tensor): ``(B, K, L)`` candidate negative paths.
+        eps (float): Added inside both logs. Defaults to 1e-6.
+
+    Returns:
+        torch.Tensor: The scalar loss.
+    """
+    # Similarity to every prototype, then gather: B x M_l is far smaller
+    # than B x K x D when K negatives are gathered per sample.
+    pos_cos, neg_cos = [], []
+    for lvl, (z, cent) in enumerate(zip(embeddings, centroids)):
+        sim = z @ cent.t()  # B x M_l
+        pos_cos.append(sim.gather(1, pos_paths[:, lvl:lvl + 1])[:, 0])
+        neg_cos.append(sim.gather(1, neg_paths[..., lvl]))  # B x K
+    pos_score = path_scores(torch.stack(pos_cos, dim=-1))  # B
+    neg_score = path_scores(torch.stack(neg_cos, dim=-1))  # B x K
+
+    keep = (neg_paths != pos_paths[:, None]).any(dim=-1).float()
+    loss_pos = -torch.log(pos_score + eps)
+    loss_neg = (-torch.log(1 - neg_score + eps) * keep).sum(1) \
+        / keep.sum(1).clamp(min=1)
+    return ((loss_pos + loss_neg) / 2).mean()

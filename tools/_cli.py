@@ -1,0 +1,110 @@
+"""Command-line code shared by ``tools/train.py`` and ``tools/test.py``.
+
+Both tools take a config, ``--work-dir``, ``--amp``, ``--cfg-options``,
+``--launcher`` and ``--local-rank``, and resolve the work dir the same way
+(command line > config > ``./work_dirs/<config name>``). The scripts run as
+``python tools/train.py``, so this folder is on ``sys.path``; the leading
+underscore says the module is not a tool itself.
+"""
+import argparse
+import os
+import os.path as osp
+from typing import List, Optional
+
+from mmengine.config import Config, DictAction
+
+
+def make_parser(description: str,
+                checkpoint: bool = False) -> argparse.ArgumentParser:
+    """A parser with the flags every train / test run takes.
+
+    Args:
+        description (str): What the tool does, for ``--help``.
+        checkpoint (bool): Add a positional ``checkpoint`` after ``config``,
+            as ``tools/test.py`` takes. Defaults to False.
+
+    Returns:
+        argparse.ArgumentParser: The tool adds its own flags to it.
+    """
+    parser = argparse.ArgumentParser(
+        description=description,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('config', help='config file path')
+    if checkpoint:
+        parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        '--work-dir',
+        help='the dir to save logs and models; by default the config\'s '
+        '`work_dir`, else ./work_dirs/<config name>')
+    parser.add_argument(
+        '--amp', action='store_true', help='enable automatic mixed precision')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config, key=value; applied after '
+        'every other flag')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    # torch.distributed.launch passes --local_rank, torchrun --local-rank
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    return parser
+
+
+def parse_args(parser: argparse.ArgumentParser,
+               argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """Parse ``argv`` (default: ``sys.argv``) and export ``LOCAL_RANK``.
+
+    Args:
+        parser (argparse.ArgumentParser): From :func:`make_parser`.
+        argv (List[str], optional): Arguments. Defaults to None.
+
+    Returns:
+        argparse.Namespace: The parsed arguments.
+    """
+    args = parser.parse_args(argv)
+    # mmengine's launcher reads the rank from the environment only
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def default_work_dir(config: str) -> str:
+    """``./work_dirs/<config file name without .py>``."""
+    return osp.join('./work_dirs', osp.splitext(osp.basename(config))[0])
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    """Read ``args.config`` and apply ``--launcher`` and ``--work-dir``.
+
+    Args:
+        args (argparse.Namespace): From :func:`parse_args`.
+
+    Returns:
+        Config: ``launcher`` and ``work_dir`` set; ``--cfg-options`` are
+        left to :func:`apply_cfg_options`, after the tool's own flags.
+    """
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = default_work_dir(args.config)
+    return cfg
+
+
+def apply_cfg_options(cfg: Config, args: argparse.Namespace) -> Config:
+    """Merge ``--cfg-options`` into ``cfg``: they override every flag.
+
+    Args:
+        cfg (Config): The config, changed in place.
+        args (argparse.Namespace): From :func:`parse_args`.
+
+    Returns:
+        Config: ``cfg``.
+    """
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    return cfg
