@@ -58,8 +58,6 @@ class HierarchicalPrototypeMixin(metaclass=ABCMeta):
         Returns:
             torch.Tensor: (B, D) features.
         """
-        raise NotImplementedError(
-            f'{type(self).__name__} must implement extract_proto_feat.')
 
     def load_clustering(self, clustering: Optional[HierarchicalClustering],
                         epoch: int) -> None:
