@@ -180,6 +180,9 @@ def test_registered_name_builds(kind, name):
     import mmpretrain.registry as reg
 
     import hirl_mm  # noqa: F401
+    from mmengine.registry import DefaultScope
     cfg = dict(type=name, **_REGISTERED[kind][name])
-    obj = getattr(reg, kind).build(cfg)
+    # Other tests may leave mmdet / mmseg as the current default scope.
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        obj = getattr(reg, kind).build(cfg)
     assert type(obj).__name__ == name

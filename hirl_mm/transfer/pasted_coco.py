@@ -5,12 +5,11 @@ from mmdet.datasets import CocoDataset
 from mmdet.registry import DATASETS
 
 from hirl_mm.datasets.fashion_mnist import DEBIAN_PATH
-from .pasted_objects import (CLASSES, materialize_pasted_objects,
-                             pasted_data_root)
+from .pasted_objects import CLASSES, PastedObjectsMixin
 
 
 @DATASETS.register_module()
-class PastedObjectsCocoDataset(CocoDataset):
+class PastedObjectsCocoDataset(PastedObjectsMixin, CocoDataset):
     """Fashion-MNIST items pasted on photo backgrounds, COCO format.
 
     Boxes and instance masks of 10 classes, written once to the data
@@ -43,7 +42,8 @@ class PastedObjectsCocoDataset(CocoDataset):
                  source_root: Optional[str] = DEBIAN_PATH,
                  data_root: Optional[str] = None,
                  **kwargs) -> None:
-        self.paste_cfg = dict(
+        data_root = self.init_paste(
+            data_root,
             split=split,
             num_images=num_images,
             img_size=img_size,
@@ -52,12 +52,7 @@ class PastedObjectsCocoDataset(CocoDataset):
             seed=seed,
             source_root=source_root)
         super().__init__(
-            data_root=data_root or pasted_data_root(num_images, img_size,
-                                                    max_objects, scale, seed),
+            data_root=data_root,
             ann_file=f'{split}/instances.json',
             data_prefix=dict(img=f'{split}/images/'),
             **kwargs)
-
-    def load_data_list(self):
-        materialize_pasted_objects(self.data_root, **self.paste_cfg)
-        return super().load_data_list()

@@ -188,3 +188,29 @@ def materialize_pasted_objects(
     except OSError:  # another process finished first
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+class PastedObjectsMixin:
+    """What the MMDetection and MMSegmentation views of the pasted objects
+    share: their generation arguments, and writing the images once before
+    the data list is first read."""
+
+    def init_paste(self, data_root: Optional[str], **paste_cfg) -> str:
+        """Keep the generation arguments of :func:`materialize_pasted_objects`.
+
+        Args:
+            data_root (str, optional): The folder; None for the default one.
+            **paste_cfg: ``split``, ``num_images``, ``img_size``,
+                ``max_objects``, ``scale``, ``seed``, ``source_root``.
+
+        Returns:
+            str: The data root.
+        """
+        self.paste_cfg = paste_cfg
+        return data_root or pasted_data_root(
+            paste_cfg['num_images'], paste_cfg['img_size'],
+            paste_cfg['max_objects'], paste_cfg['scale'], paste_cfg['seed'])
+
+    def load_data_list(self) -> list:
+        materialize_pasted_objects(self.data_root, **self.paste_cfg)
+        return super().load_data_list()

@@ -5,12 +5,11 @@ from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
 from hirl_mm.datasets.fashion_mnist import DEBIAN_PATH
-from .pasted_objects import (CLASSES, materialize_pasted_objects,
-                             pasted_data_root)
+from .pasted_objects import CLASSES, PastedObjectsMixin
 
 
 @DATASETS.register_module()
-class PastedObjectsSegDataset(BaseSegDataset):
+class PastedObjectsSegDataset(PastedObjectsMixin, BaseSegDataset):
     """Fashion-MNIST items pasted on photo backgrounds, semantic masks.
 
     11 classes: background (0) and the 10 Fashion-MNIST classes. The
@@ -46,7 +45,8 @@ class PastedObjectsSegDataset(BaseSegDataset):
                  source_root: Optional[str] = DEBIAN_PATH,
                  data_root: Optional[str] = None,
                  **kwargs) -> None:
-        self.paste_cfg = dict(
+        data_root = self.init_paste(
+            data_root,
             split=split,
             num_images=num_images,
             img_size=img_size,
@@ -58,12 +58,7 @@ class PastedObjectsSegDataset(BaseSegDataset):
             img_suffix='.png',
             seg_map_suffix='.png',
             reduce_zero_label=False,
-            data_root=data_root or pasted_data_root(num_images, img_size,
-                                                    max_objects, scale, seed),
+            data_root=data_root,
             data_prefix=dict(
                 img_path=f'{split}/images', seg_map_path=f'{split}/masks'),
             **kwargs)
-
-    def load_data_list(self):
-        materialize_pasted_objects(self.data_root, **self.paste_cfg)
-        return super().load_data_list()
