@@ -11,6 +11,8 @@ model = dict(
     type='HIRL',
     base=_base_.model,
     num_clusters=num_clusters,
+    # the projector in eval mode (docs/fidelity.md, HIRL-SimSiam)
+    proto_branch='online',
     neck=dict(type='HIRLNeck', in_channels=2048, num_layers=2),
     head=dict(type='SPDHead', num_neg_path=1000),
     loss_weight=1.0)
@@ -20,7 +22,6 @@ lr = 0.1
 optim_wrapper = dict(optimizer=dict(lr=lr))
 custom_hooks = [
     dict(type='SimSiamHook', priority='HIGH', fix_pred_lr=True, lr=lr),
-    # SimSiam's projector output (2048-d) is what gets clustered.
     dict(type='HierarchicalPrototypeHook', warmup_epochs=20),
 ]
 # The level MLPs get no gradient until the prototypes exist.
@@ -29,3 +30,4 @@ default_hooks = dict(
     rng_state=dict(type='RNGStateHook'))
 model_wrapper_cfg = dict(
     type='MMDistributedDataParallel', find_unused_parameters=True)
+auto_scale_lr = dict(base_batch_size=512)  # 8 GPUs x 64

@@ -151,6 +151,98 @@ def plot_prototype_gallery(feats: np.ndarray,
     return rows
 
 
+# Panels of :func:`plot_prototype_stats`: title and the key fragments of the
+# prototype hook's scalars drawn in it.
+PROTOTYPE_PANELS = (
+    ('tree vs labels (NMI)', ('nmi', )),
+    ('tree vs labels (ACC)', ('acc', )),
+    ('non-empty clusters', ('non_empty', 'nonempty')),
+    ('largest cluster (fraction of images)', ('largest', 'max_frac')),
+    ('ARI vs the previous tree', ('ari', )),
+)
+
+
+def read_scalars(path: str, prefix: str = '') -> Dict[str, Dict[int, float]]:
+    """Scalars of mmengine's ``LocalVisBackend`` file (``scalars.json``).
+
+    Each line is one JSON record; a record's position is its ``epoch`` when
+    it has one (the logger's records), else its ``step`` (what
+    ``add_scalars(..., step=epoch)`` writes). A later record at the same
+    position wins.
+
+    Args:
+        path (str): The ``vis_data/scalars.json`` of a run.
+        prefix (str): Keep the keys that start with it. Defaults to ''.
+
+    Returns:
+        dict: ``{key: {position: value}}``, empty when the file is missing
+        or holds no such key.
+    """
+    import json
+    import os.path as osp
+    series: Dict[str, Dict[int, float]] = {}
+    if not osp.isfile(path):
+        return series
+    with open(path) as f:
+        for line in f:
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            x = record.get('epoch', record.get('step'))
+            for key, value in record.items():
+                if key.startswith(prefix) and isinstance(value, (int, float)) \
+                        and x is not None:
+                    series.setdefault(key, {})[int(x)] = float(value)
+    return series
+
+
+def plot_prototype_stats(scalars: Dict[str, Dict[int, float]],
+                         out_file: str,
+                         panels=PROTOTYPE_PANELS) -> Optional[str]:
+    """The prototype tree's statistics over epochs, one panel per kind.
+
+    Args:
+        scalars (dict): ``{key: {epoch: value}}``, e.g. the hook's
+            ``prototypes/`` scalars from :func:`read_scalars`.
+        out_file (str): The PNG file.
+        panels (Sequence[tuple]): ``(title, key fragments)``; a key goes
+            to the first panel one of whose fragments it contains.
+            Defaults to ``PROTOTYPE_PANELS``.
+
+    Returns:
+        str, optional: ``out_file``, or None when no key matches a panel
+        (nothing is written).
+    """
+    groups = [[] for _ in panels]
+    for key in sorted(scalars):
+        name = key.rsplit('/', 1)[-1].lower()
+        for i, (_, fragments) in enumerate(panels):
+            if any(f in name for f in fragments):
+                groups[i].append(key)
+                break
+    drawn = [(title, keys) for (title, _), keys in zip(panels, groups) if keys]
+    if not drawn:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(
+        1, len(drawn), figsize=(4.5 * len(drawn), 3.6), squeeze=False)
+    for ax, (title, keys) in zip(axes[0], drawn):
+        for key in keys:
+            epochs = sorted(scalars[key])
+            ax.plot(
+                epochs, [scalars[key][e] for e in epochs],
+                marker='o',
+                ms=3,
+                label=key.split('/', 1)[-1])
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel('epoch')
+        ax.legend(fontsize=6, loc='best')
+    fig.tight_layout()
+    fig.savefig(out_file, dpi=100)
+    plt.close(fig)
+    return out_file
+
+
 def visualize_hirl(model,
                    dataset_cfg: dict,
                    out_dir: str,

@@ -3,6 +3,26 @@ import os
 
 import numpy as np
 import pytest
+import torch
+
+GPU_ON_CPU = 'HIRL_MM_GPU_TESTS_ON_CPU'
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip ``gpu`` tests without CUDA, unless ``HIRL_MM_GPU_TESTS_ON_CPU=1``
+    runs them on the CPU (``tools/gpu_check.sh --cpu``)."""
+    if torch.cuda.is_available() or os.environ.get(GPU_ON_CPU) == '1':
+        return
+    skip = pytest.mark.skip(reason=f'needs CUDA ({GPU_ON_CPU}=1: on CPU)')
+    for item in items:
+        if 'gpu' in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def device():
+    """The device of ``gpu`` tests: CUDA, else the CPU."""
+    return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
 
 
 @pytest.fixture(autouse=True, scope='session')

@@ -39,3 +39,33 @@ def test_unexpected_pickled_object_is_refused(tmp_path, capsys):
     with pytest.raises(pickle.UnpicklingError):
         load_checkpoint(torch.nn.Linear(1, 1), str(tmp_path / 'bad.pth'))
     assert 'unpickled!' not in capsys.readouterr().out
+
+
+def test_rng_state_hook_moves_device_states_to_the_cpu():
+    """``--resume`` maps a checkpoint to the training device, but the random
+    generators take CPU byte tensors: the hook must hand them ``.cpu()``
+    (a GPU run under NCCL failed there). Here a stand-in plays the device
+    tensor: only its ``.cpu()`` is a tensor."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from hirl_mm.engine.hooks import RNGStateHook
+
+    class OnDevice:
+
+        def __init__(self, tensor):
+            self.tensor = tensor
+
+        def cpu(self):
+            return self.tensor
+
+    hook = RNGStateHook()
+    checkpoint = {}
+    hook.before_save_checkpoint(None, checkpoint)
+    expected = torch.rand(3)
+    checkpoint['rng_state']['torch'] = OnDevice(
+        checkpoint['rng_state']['torch'])
+    hook.after_load_checkpoint(SimpleNamespace(_resume=True), checkpoint)
+    hook.before_train(None)
+    assert torch.equal(torch.rand(3), expected)

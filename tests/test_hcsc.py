@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from mmengine.config import Config
 from mmengine.runner import Runner
 from mmpretrain.registry import MODELS
 from toy import CONFIGS, toy_cfg
@@ -57,8 +58,14 @@ def test_own_cluster_negatives_dropped_far_ones_kept():
     conc = torch.full((4, ), 0.02)
     keys = torch.eye(4)[[0, 0, 3]]  # two keys of cluster 0, one of 3
     keep = selection_keep_probability(keys, cent, conc, torch.tensor([0]))
-    assert keep[0, 0] <= 0.0011 and keep[0, 1] <= 0.0011  # clamp: 0.001
-    assert keep[0, 2] > 0.999
+    assert keep[0, 0] < 1e-6 and keep[0, 1] < 1e-6
+    # the reference clamps the keep probability at 0.999 (gyfastas/HCSC
+    # hcsc/hcsc.py l.167): even an unrelated key is dropped 1 time in 1000
+    assert keep[0, 2] == pytest.approx(0.999)
+    prototype_clamp = selection_keep_probability(keys, cent, conc,
+                                                 torch.tensor([0]),
+                                                 (1e-4, 0.999))
+    assert prototype_clamp[0, 0] == pytest.approx(1e-4)  # l.404
 
 
 def test_drop_and_zero_modes():
@@ -106,6 +113,43 @@ def test_prototype_negatives_exclude_batch_positives():
     assert top[:, others].all()
 
 
+def test_prototype_negatives_follow_the_stored_tree():
+    # configured [8, 3], stored tree [6, 2] (e.g. from a checkpoint)
+    torch.manual_seed(0)
+    model = build(num_clusters=[8, 3])
+    feats = F.normalize(torch.randn(40, 128), dim=1).numpy()
+    res = hierarchical_kmeans(feats, [6, 2], nredo=1, seed=0)
+    model.prototypes.update(res, 0, res.concentrations())
+    paths = torch.from_numpy(res.paths()[:5])
+    assert model.proto_negatives(paths, 0).shape == (5, 6)
+    assert model.proto_negatives(paths, 1).shape == (5, 2)
+    q = F.normalize(torch.randn(5, 128), dim=1)
+    keeps = [torch.ones(5, 16, dtype=torch.bool)] * 2
+    queue = F.normalize(torch.randn(128, 16), dim=0)
+    terms = model._selective_terms(q, q, queue, paths, keeps)
+    assert all(torch.isfinite(t) for t in terms)
+
+
+def test_zero_mode_reaches_the_prototype_term():
+    model, res = filled_model()
+    model.drop_mode = 'zero'
+    from hirl_mm.models.losses import prototype_selective_loss
+    paths = torch.from_numpy(res.paths()[:6])
+    q = F.normalize(torch.randn(6, 128), dim=1)
+    keeps = [torch.ones(6, 16, dtype=torch.bool)] * 2
+    queue = F.normalize(torch.randn(128, 16), dim=0)
+    torch.manual_seed(3)
+    _, proto = model._selective_terms(q, q, queue, paths, keeps)
+    torch.manual_seed(3)
+    protos, t = model.prototypes, model.temperature
+    expected = sum(
+        prototype_selective_loss(q, protos.centroids[lvl], t *
+                                 protos.concentrations[lvl], paths[:, lvl],
+                                 model.proto_negatives(paths, lvl), 'zero')
+        for lvl in range(2)) / 2
+    assert torch.equal(proto, expected)
+
+
 def test_training_terms(tmp_path):
     cfg = toy_cfg(
         tmp_path,
@@ -136,14 +180,16 @@ def test_local_crop_terms():
     im_q, im_k = torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32)
     queue = model.queue.clone()
     torch.manual_seed(1)
-    losses = model.loss([im_q, im_k, im_q], samples)
-    # a local crop identical to the query gives exactly the query's terms
+    losses = model.loss([im_q, im_k, im_q, im_q], samples)
+    # local crops identical to the query: the query's terms once per crop,
+    # summed as the reference (gyfastas/HCSC pretrain.py l.213-248)
     assert set(losses) == {
         'loss_ins', 'loss_proto', 'loss_ins_local', 'loss_proto_local'
     }
-    torch.testing.assert_close(losses['loss_ins_local'], losses['loss_ins'])
+    torch.testing.assert_close(losses['loss_ins_local'],
+                               2 * losses['loss_ins'])
     torch.testing.assert_close(losses['loss_proto_local'],
-                               losses['loss_proto'])
+                               2 * losses['loss_proto'])
     # crops of other sizes: finite terms that reach the backbone
     model.queue.copy_(queue)
     losses = model.loss(
@@ -153,6 +199,30 @@ def test_local_crop_terms():
     assert all(torch.isfinite(v) for v in losses.values())
     losses['loss_ins_local'].backward()
     assert model.backbone.conv1.weight.grad.abs().sum() > 0
+
+
+def test_local_moco_terms_before_the_clustering():
+    model = build(num_clusters=[8])
+    from mmpretrain.structures import DataSample
+    samples = [DataSample(metainfo=dict(sample_idx=i)) for i in range(4)]
+    im_q, im_k = torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32)
+    losses = model.loss([im_q, im_k, im_q, im_q, im_q], samples)
+    assert set(losses) == {'loss', 'loss_local'}
+    torch.testing.assert_close(losses['loss_local'], 3 * losses['loss'])
+
+
+def test_multi_crop_configs_use_the_reference_ranges():
+    ranges = [(0.172, 0.86), (0.143, 0.715), (0.114, 0.571), (0.086, 0.429)]
+    for name in ('hcsc_resnet18_1xb64-mcrop-1-4-coslr-10e_fmnist.py',
+                 'hcsc_resnet50_8xb32-mcrop-1-4-coslr-200e_in1k.py'):
+        cfg = Config.fromfile(osp.join(CONFIGS, 'hcsc', name))
+        views = cfg.train_dataloader.dataset.pipeline[1]
+        assert views.num_views == [2, 1, 1, 1, 1]
+        assert [tuple(v[0]['crop_ratio_range'])
+                for v in views.transforms[1:]] == ranges
+    cfg = Config.fromfile(
+        osp.join(CONFIGS, 'hcsc', 'hcsc_resnet50_8xb32-coslr-200e_in1k.py'))
+    assert cfg.model.drop_mode == 'zero'  # the reference code's
 
 
 def test_multi_crop_training(tmp_path):

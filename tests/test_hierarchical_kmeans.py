@@ -1,7 +1,40 @@
+"""hierarchical_kmeans: the tree, faiss' semantics, bad input, and 1 rank
+== 2 gloo ranks (== CUDA, marked gpu)."""
+import importlib
+import os
+import pickle
+import socket
+
 import numpy as np
 import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn.functional as F
 
-from hirl_mm.clustering import check_num_clusters, hierarchical_kmeans
+from hirl_mm.clustering import check_num_clusters, hierarchical_kmeans, lloyd
+
+hkm = importlib.import_module('hirl_mm.clustering.hierarchical_kmeans')
+
+
+def _one_thread():
+    """Tiny problems: intra-op threads only add waits (on a busy machine,
+    seconds)."""
+    torch.set_num_threads(1)
+    if lloyd.faiss_available():
+        import faiss
+        faiss.omp_set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    _one_thread()
+    yield
+    torch.set_num_threads(threads)
+    if lloyd.faiss_available():
+        import faiss
+        faiss.omp_set_num_threads(threads)
 
 
 def planted_tree(seed=0, coarse=4, fine_per_coarse=3, per_fine=40, dim=16):
@@ -59,3 +92,254 @@ def test_too_few_points_is_a_config_error():
         check_num_clusters(100, [10, 10])
     with pytest.raises(ValueError, match='non-empty'):
         check_num_clusters(100, [])
+
+
+def blobs(n=3000, dim=16, k=30, seed=0):
+    rng = np.random.RandomState(seed)
+    centres = rng.randn(k, dim)
+    x = centres[rng.randint(0, k, n)] + 0.3 * rng.randn(n, dim)
+    return x.astype(np.float32)
+
+
+def assert_same_clustering(a, b, atol=1e-5):
+    np.testing.assert_array_equal(a.assignments, b.assignments)
+    for pa, pb in zip(a.parents, b.parents):
+        np.testing.assert_array_equal(pa, pb)
+    for ca, cb in zip(a.centroids, b.centroids):
+        np.testing.assert_allclose(ca, cb, atol=atol)
+    np.testing.assert_allclose(a.distances[0], b.distances[0], atol=atol)
+
+
+def test_sample_idx_puts_rows_in_id_order():
+    feats = blobs(n=600, k=12)
+    perm = np.random.RandomState(1).permutation(len(feats))
+    kwargs = dict(nredo=2, niter=8, seed=1)
+    a = hierarchical_kmeans(feats, [12, 3], **kwargs)
+    # A tensor that requires grad (e.g. a memory bank) is used as it is.
+    b = hierarchical_kmeans(
+        torch.from_numpy(feats[perm]).requires_grad_(), [12, 3],
+        sample_idx=perm,
+        **kwargs)
+    assert_same_clustering(a, b, atol=0)
+
+
+def test_stats_and_quality_match_faiss():
+    feats = blobs(n=2000, k=20)
+    ours = hierarchical_kmeans(feats, [20, 4], nredo=3)
+    ref = hierarchical_kmeans(feats, [20, 4], nredo=3, backend='faiss')
+    for res in (ours, ref):
+        assert res.stats['nonempty'][0] == len(np.unique(res.assignments))
+        np.testing.assert_allclose(
+            res.stats['objective'],
+            [d.sum(dtype=np.float64) for d in res.distances],
+            rtol=1e-5)
+        assert len(res.stats['seconds']) == 2
+    assert ours.stats['objective'][0] <= 1.01 * ref.stats['objective'][0]
+
+
+def test_torch_assignment_equals_faiss_search(monkeypatch):
+    """Without faiss the CPU assigns with torch's GEMM: same clustering."""
+    feats = blobs(n=1200, k=15)
+    with_faiss = hierarchical_kmeans(feats, [15, 4], nredo=2, niter=8)
+    monkeypatch.setattr(lloyd, 'faiss_available', lambda: False)
+    without = hierarchical_kmeans(feats, [15, 4], nredo=2, niter=8)
+    assert_same_clustering(without, with_faiss, atol=1e-5)
+
+
+def test_subsampled_training_still_assigns_every_point():
+    feats = blobs(n=2000, k=20)
+    res = hierarchical_kmeans(feats, [20], nredo=1, max_points_per_centroid=10)
+    assert res.assignments.shape == (2000, )
+    full = hierarchical_kmeans(feats, [20], nredo=1)
+    assert res.stats['objective'][0] <= 1.2 * full.stats['objective'][0]
+
+
+def test_nredo_keeps_the_lowest_objective(monkeypatch):
+    """Restarts run from other initialisations; the one whose last
+    iteration has the lowest objective wins (faiss' rule)."""
+    runs = []
+    step = lloyd._lloyd_step
+
+    def spy(*args, **kwargs):
+        out = step(*args, **kwargs)
+        runs.append((out[0], out[2]))  # centroids are split in place
+        return out
+
+    monkeypatch.setattr(lloyd, '_lloyd_step', spy)
+    feats = blobs(n=1500, k=25, seed=2)
+    res = hierarchical_kmeans(feats, [25], nredo=4, niter=3, seed=5)
+    last = runs[2::3]
+    objectives = [obj for _, obj in last]
+    assert len(set(objectives)) > 1
+    best = last[int(np.argmin(objectives))][0]
+    np.testing.assert_array_equal(res.centroids[0],
+                                  F.normalize(best, dim=1).numpy())
+
+
+def test_empty_clusters_are_split_like_faiss():
+    centroids = torch.tensor([[0., 0., 0.], [1., 2., 4.], [5., 5., 5.]])
+    split = lloyd._split_empty_clusters(centroids, torch.tensor([0, 6, 1]),
+                                        torch.Generator().manual_seed(0))
+    # Only cluster 1 has more than one member to give.
+    eps = 1 / 1024
+    assert split == 1
+    torch.testing.assert_close(
+        centroids,
+        torch.tensor([[1 + eps, 2 - 2 * eps, 4 + 4 * eps],
+                      [1 - eps, 2 + 2 * eps, 4 - 4 * eps], [5., 5., 5.]]))
+
+
+def test_duplicated_points_reseed_empty_clusters(monkeypatch):
+    """Most points are one point repeated: random initial centroids
+    coincide and all but one of them lose their points; splitting gives
+    them back work (fewer empty clusters, lower objective than without)."""
+    rng = np.random.RandomState(0)
+    feats = np.concatenate(
+        [np.repeat(rng.randn(1, 8), 60, 0),
+         rng.randn(12, 8)]).astype(np.float32)
+    splits = []
+    split = lloyd._split_empty_clusters
+    monkeypatch.setattr(
+        lloyd, '_split_empty_clusters',
+        lambda *args: splits.append(split(*args)) or splits[-1])
+    a = hierarchical_kmeans(feats, [8], nredo=2, niter=10)
+    assert sum(splits) > 0
+    assert_same_clustering(
+        a, hierarchical_kmeans(feats, [8], nredo=2, niter=10), atol=0)
+    monkeypatch.setattr(lloyd, '_split_empty_clusters', lambda *args: 0)
+    unsplit = hierarchical_kmeans(feats, [8], nredo=2, niter=10)
+    assert a.stats['nonempty'][0] > unsplit.stats['nonempty'][0]
+    assert a.stats['objective'][0] < unsplit.stats['objective'][0]
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(features=np.full((10, 4), np.nan, np.float32)), 'NaN or Inf'),
+    (dict(features=np.r_[np.ones((9, 4)),
+                         [[np.inf, 0, 0, 0]]].astype(np.float32)),
+     'NaN or Inf'),
+    (dict(features=np.ones(10, np.float32)), '2-D'),
+    (dict(sample_idx=np.arange(9)), '9 ids for 10 rows'),
+    (dict(sample_idx=np.arange(1, 11)), r'lie in \[0, 10\)'),
+    (dict(sample_idx=np.r_[0, np.arange(9)]), 'holds id 0 2 times'),
+    (dict(num_samples=12), 'num_samples is 12'),
+    (dict(num_clusters=[11]), '10 points into 11'),
+    (dict(init='k-means'), 'init must be'),
+    (dict(backend='sklearn'), 'backend must be'),
+    (dict(precision='tf32'), 'needs CUDA'),
+])
+def test_bad_input_is_named(kwargs, match):
+    args = dict(
+        features=np.random.RandomState(0).rand(10, 4).astype(np.float32),
+        num_clusters=[3])
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        hierarchical_kmeans(**args)
+
+
+@pytest.mark.parametrize(
+    'kwargs',
+    [dict(backend='faiss'), dict(init='kmeans++')])
+def test_single_process_options_are_refused_on_two_ranks(monkeypatch, kwargs):
+    monkeypatch.setattr(hkm, 'get_world_size', lambda: 2)
+    with pytest.raises(ValueError, match='2 ranks'):
+        hierarchical_kmeans(blobs(n=50), [3], **kwargs)
+    # One process holding all the points (a metric on rank 0) may.
+    res = hierarchical_kmeans(blobs(n=50), [3], distributed=False, **kwargs)
+    assert res.assignments.shape == (50, )
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def _shards(num, seed=0):
+    """Uneven random shards: rank 0 gets 62% of the ids, shuffled."""
+    ids = np.random.RandomState(seed).permutation(num)
+    return ids[:num * 62 // 100], ids[num * 62 // 100:]
+
+
+CASE = dict(num_clusters=[30, 6], nredo=2, niter=10, seed=3)
+SUBSAMPLED = dict(CASE, max_points_per_centroid=60)
+
+
+def _two_ranks(rank, port, out_dir, device, precision):
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+    dist.init_process_group('gloo', rank=rank, world_size=2)
+    _one_thread()
+    feats = torch.from_numpy(blobs()).to(device)
+    ids = torch.from_numpy(_shards(len(feats))[rank])
+    out = {}
+    for name, kwargs in (('full', CASE), ('subsampled', SUBSAMPLED)):
+        out[name] = hierarchical_kmeans(
+            feats[ids.to(device)],
+            sample_idx=ids,
+            precision=precision,
+            **kwargs)
+    # All points on rank 1, none on rank 0.
+    mine = ids[:0] if rank == 0 else torch.arange(len(feats))
+    out['one_empty'] = hierarchical_kmeans(
+        feats[mine.to(device)], sample_idx=mine, precision=precision, **CASE)
+    if rank == 0:  # alone, as a metric computed on rank 0
+        out['alone'] = hierarchical_kmeans(
+            feats, distributed=False, precision=precision, **CASE)
+    errors = []
+    for kwargs in (dict(backend='faiss'), dict(init='kmeans++'),
+                   dict(sample_idx=torch.arange(len(ids)))):
+        try:
+            hierarchical_kmeans(
+                feats[ids.to(device)],
+                **dict(dict(sample_idx=ids), **kwargs),
+                num_clusters=[4])
+        except ValueError as exc:
+            errors.append(str(exc))
+    out['errors'] = errors
+    with open(os.path.join(out_dir, f'{rank}.pkl'), 'wb') as f:
+        pickle.dump(out, f)
+    dist.destroy_process_group()
+
+
+def _check_two_ranks(tmp_path, device, precision='fp32'):
+    mp.spawn(
+        _two_ranks,
+        args=(_free_port(), str(tmp_path), device, precision),
+        nprocs=2)
+    results = []
+    for rank in range(2):
+        with open(tmp_path / f'{rank}.pkl', 'rb') as f:
+            results.append(pickle.load(f))
+    feats = torch.from_numpy(blobs()).to(device)
+    for name, kwargs in (('full', CASE), ('subsampled', SUBSAMPLED),
+                         ('one_empty', CASE)):
+        one = hierarchical_kmeans(feats, precision=precision, **kwargs)
+        for res in results:
+            assert_same_clustering(res[name], one)
+            assert res[name].stats['nonempty'] == one.stats['nonempty']
+        if name == 'full':
+            assert_same_clustering(results[0]['alone'], one, atol=0)
+    errors = results[0]['errors']
+    assert 'use backend=' in errors[0]
+    assert "use init='random'" in errors[1]
+    assert 'holds id 0 2 times (across ranks)' in errors[2]
+    assert results[1]['errors'] == errors
+
+
+def test_two_gloo_ranks_equal_one_process(tmp_path):
+    _check_two_ranks(tmp_path, 'cpu')
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+@pytest.mark.parametrize('precision', ['fp32', 'tf32', 'bf16'])
+def test_cuda_two_ranks_equal_one_process(tmp_path, precision):
+    _check_two_ranks(tmp_path, 'cuda', precision)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+def test_cuda_equals_cpu():
+    feats = blobs()
+    cpu = hierarchical_kmeans(feats, **CASE)
+    cuda = hierarchical_kmeans(torch.from_numpy(feats).cuda(), **CASE)
+    assert_same_clustering(cuda, cpu, atol=1e-4)

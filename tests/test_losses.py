@@ -77,7 +77,10 @@ def test_spd_loss_against_per_sample_reference():
     for b in range(len(pos)):
         l_pos = -math.log(score(b, pos[b]) + 1e-6)
         kept = [p for p in neg[b] if tuple(p) != tuple(pos[b])]
-        l_neg = np.mean([-math.log(1 - score(b, p) + 1e-6) for p in kept])
+        # the reference divides by (count + eps), not the count
+        # (hirl-team/HIRL, SPD loss; tests/test_reference_values_spd.py)
+        l_neg = np.sum([-math.log(1 - score(b, p) + 1e-6)
+                        for p in kept]) / (len(kept) + 1e-6)
         expected.append((l_pos + l_neg) / 2)
     assert len([p for p in neg[0] if tuple(p) != tuple(pos[0])]) <= 3
     assert loss.item() == pytest.approx(np.mean(expected), rel=1e-10)
@@ -212,8 +215,8 @@ def test_cross_scale_loss_is_the_head_loss():
     logits = torch.randn(5 * 3, 4)  # 5 patch views x 3 images
     codes = [torch.softmax(torch.randn(3, 6), 1) for _ in range(2)]
     assert torch.equal(
-        head.loss(logits, codes),
-        cross_scale_loss(head(logits, 3), codes, 0.2))
+        head.loss(logits, codes, 5),
+        cross_scale_loss(head(logits, 3, 5), codes, 0.2))
 
 
 # ------------------------------------------------------------------ HCSC
@@ -223,9 +226,11 @@ def test_selection_keep_probability_shape_and_clamp():
     keep = selection_keep_probability(keys, cent, torch.full((3, ), 0.01),
                                       torch.tensor([1, 2]))
     assert keep.shape == (2, 4)
-    # a key on the query's own prototype: p ~ 1, clamped at 0.999
-    torch.testing.assert_close(keep[0, 1:3], torch.full((2, ), 0.001))
-    assert (keep[0, [0, 3]] > 0.999).all()
+    # the keep probability is clamped to [0, 0.999] (gyfastas/HCSC
+    # hcsc/hcsc.py l.167): a key on the query's own prototype ~ 0, any
+    # other one 0.999
+    assert (keep[0, 1:3] < 1e-6).all()
+    torch.testing.assert_close(keep[0, [0, 3]], torch.full((2, ), 0.999))
 
 
 def test_instance_selective_loss_modes():
@@ -293,17 +298,21 @@ def test_prototype_selective_loss_against_reference():
     assert loss.item() == pytest.approx(np.mean(expected), rel=1e-10)
 
 
-def test_top_level_view_admits_every_batch_positive():
-    # Current behaviour, kept by this refactor (a fidelity question for
-    # issue 15): the top level's negatives are one expanded row, so setting
-    # each query's positive writes every batch positive into every row.
+def test_top_level_rows_keep_only_their_own_positive():
+    # issue 15, item 1 (fixed): each query's row admits its own positive,
+    # never another query's (the rows used to share one expanded row)
     targets = torch.tensor([0, 2])
     neg = prototype_negatives(targets, 4)
     q, cent = torch.eye(4)[:2], torch.eye(4)
     conc = torch.full((4, ), 0.5)
     loss = prototype_selective_loss(q, cent, conc, targets, neg)
-    assert neg.all()
-    assert torch.equal(loss, F.cross_entropy(q @ cent.t() / conc, targets))
+    assert neg.tolist() == [[False, True, False, True]] * 2
+    logits = q @ cent.t() / conc
+    expected = F.cross_entropy(
+        logits.masked_fill(
+            torch.tensor([[0, 0, 1, 0], [1, 0, 0, 0]]).bool(), float('-inf')),
+        targets)
+    assert torch.equal(loss, expected)
 
 
 HCSC = osp.join(CONFIGS, 'hcsc', 'hcsc_resnet18_1xb64-coslr-10e_fmnist.py')

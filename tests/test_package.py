@@ -136,6 +136,7 @@ _REGISTERED = {
         'HierarchicalPrototypeHook': dict(),
         'FiniteLossCheckHook': dict(),
         'RNGStateHook': dict(),
+        'SSPRLHook': dict(batch_size=32),
     },
     'METRICS': {
         'KNNAccuracy': dict(ks=[2]),
@@ -178,9 +179,9 @@ def test_every_registered_name_is_listed_here():
                                        for n in names])
 def test_registered_name_builds(kind, name):
     import mmpretrain.registry as reg
+    from mmengine.registry import DefaultScope
 
     import hirl_mm  # noqa: F401
-    from mmengine.registry import DefaultScope
     cfg = dict(type=name, **_REGISTERED[kind][name])
     # Other tests may leave mmdet / mmseg as the current default scope.
     with DefaultScope.overwrite_default_scope('mmpretrain'):

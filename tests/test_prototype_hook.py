@@ -94,10 +94,11 @@ class ChannelMeans(HierarchicalPrototypeMixin, BaseModel):
     def __init__(self, num_clusters):
         super().__init__()
         self.init_prototypes(num_clusters)
-        self.calls = 0
+        self.calls = self.images = 0
 
     def extract_proto_feat(self, inputs):
         self.calls += 1
+        self.images += len(inputs)
         return F.normalize(inputs.float().mean((2, 3)), dim=1)
 
     def forward(self, inputs, data_samples=None, mode='tensor'):
@@ -169,19 +170,32 @@ def test_mixin_declares_extract_proto_feat():
         NoFeatures()
 
 
-def hook_runner(model, tmp_path, epoch):
+class Scalars:
+    """A visualizer that keeps what the hook logs."""
+
+    def __init__(self):
+        self.logged = {}
+
+    def add_scalars(self, scalars, step):
+        self.logged[step] = dict(scalars)
+
+
+def hook_runner(model, tmp_path, epoch, **hook_kwargs):
     init_default_scope('mmpretrain')
     cfg = toy_cfg(tmp_path, num_train=2)  # 30 images
     hook_cfg = next(
         dict(h) for h in cfg.custom_hooks
         if h.type == 'HierarchicalPrototypeHook')
-    hook = HOOKS.build(hook_cfg)
+    hook = HOOKS.build(dict(hook_cfg, **hook_kwargs))
     runner = SimpleNamespace(
         model=model,
         epoch=epoch,
         cfg=cfg,
         train_dataloader=Runner.build_dataloader(cfg.train_dataloader),
-        logger=MMLogger.get_current_instance())
+        logger=MMLogger.get_current_instance(),
+        visualizer=Scalars(),
+        _load_from=None,
+        _resume=False)
     return hook, runner
 
 
@@ -209,14 +223,15 @@ def test_hook_drives_a_model_through_the_mixin(tmp_path):
     assert hook.warmup_epochs == 1
     hook.before_train(runner)
     # the features the hook clusters: every image once, in sample order
-    feats = hook.extract(model)
+    feats, sample_idx = hook.extract(model)
     dataset = hook.dataloader.dataset
     one_by_one = torch.cat([
         model.extract_proto_feat(dataset[i]['inputs'][None])
         for i in range(len(dataset))
     ])
     assert feats.shape == (30, 3)
-    np.testing.assert_allclose(feats, one_by_one.numpy(), rtol=1e-6)
+    assert sample_idx.tolist() == list(range(30))
+    torch.testing.assert_close(feats, one_by_one, rtol=1e-6, atol=0)
 
     hook.before_train_epoch(runner)
     assert model.prototype_epoch == 1
@@ -229,3 +244,60 @@ def test_hook_drives_a_model_through_the_mixin(tmp_path):
     runner.epoch = 0  # warm-up: nothing happens
     hook.before_train_epoch(runner)
     assert model.calls == calls and model.prototype_epoch == 1
+    # what each clustering logs (PhotoPatches has fine and coarse labels)
+    logged = runner.visualizer.logged[1]
+    for key in ('seconds_features', 'seconds_kmeans', 'level1_objective',
+                'level0_median_size', 'level1_largest_fraction',
+                'level0_fine_nmi', 'level1_coarse_acc'):
+        assert np.isfinite(logged['prototypes/' + key]), key
+    sizes = np.bincount(model.prototypes.assignments.numpy(), minlength=4)
+    assert logged['prototypes/level0_nonempty'] == (sizes > 0).sum()
+    assert logged['prototypes/level0_max_size'] == sizes.max()
+    assert 'prototypes/level0_ari_vs_previous' not in logged
+    # the same features again: the same partition, ARI 100
+    runner.epoch = 2
+    hook.before_train_epoch(runner)
+    assert runner.visualizer.logged[2][
+        'prototypes/level0_ari_vs_previous'] == pytest.approx(100)
+
+
+@pytest.mark.parametrize('resume', [False, True])
+def test_load_from_resets_the_prototypes_and_resume_keeps_them(
+        tmp_path, resume):
+    model = ChannelMeans([3, 2])
+    model.load_clustering(hand_made_clustering(), epoch=4)
+    hook, runner = hook_runner(model, tmp_path, epoch=5)
+    runner._load_from, runner._resume = 'checkpoint.pth', resume
+    hook.before_train(runner)
+    if resume:
+        assert model.prototype_epoch == 4
+        assert model.prototypes.assignments.tolist() == [0, 0, 1, 1, 2, 2]
+    else:
+        assert model.prototype_epoch == -1
+        assert model.prototypes.assignments.numel() == 0
+        assert all(c.numel() == 0 for c in model.prototypes.centroids)
+
+
+def test_cluster_sizes_are_the_stored_trees():
+    protos = HierarchicalPrototypes([5, 2])
+    assert protos.cluster_sizes == [5, 2]  # before the first clustering
+    # a checkpoint built with other num_clusters
+    other = ChannelMeans([3, 2])
+    other.load_clustering(hand_made_clustering(), epoch=0)
+    protos.load_state_dict({
+        k[len('prototypes.'):]: v
+        for k, v in other.state_dict().items()
+    })
+    assert protos.cluster_sizes == [3, 2]
+    protos.reset()
+    assert protos.cluster_sizes == [5, 2] and not protos.ready
+
+
+def test_hook_arguments_are_checked():
+    with pytest.raises(ValueError, match='feature_source must be one of'):
+        HOOKS.build(
+            dict(type='HierarchicalPrototypeHook', feature_source='bank'))
+    hook = HOOKS.build(
+        dict(type='HierarchicalPrototypeHook', kmeans_cfg=dict(nredo=1)))
+    # the reference's settings unless overridden
+    assert hook.kmeans_cfg == dict(niter=20, nredo=1, init='random')

@@ -107,27 +107,46 @@ def test_pyramid_patches_bad_input():
         pyramid()(dict(img=[image()]))
 
 
-def test_cross_scale_head_shape_and_hand_computation():
+def test_cross_scale_head_predicts_per_patch_view():
     head = CrossScaleHead(num_local=4, num_global=6, temperature=0.5)
     torch.manual_seed(0)
-    logits = torch.randn(5 * 3, 4)  # 5 patch views x 3 images
-    out = head(logits, 3)
-    assert out.shape == (3, 6)
-    mean = logits.view(5, 3, 4).mean(0)
-    expected = F.normalize(mean, dim=1) @ head.linear.weight.t()
+    # 2 patch views x 5 cells x 3 images, view by view then cell by cell
+    logits = torch.randn(2 * 5 * 3, 4)
+    with torch.no_grad():
+        head.prototypes.weight.mul_(3.)
+    out = head(logits, 3, 2)
+    assert out.shape == (2, 3, 6)  # one prediction per view and image
+    w = head.prototypes.weight
+    torch.testing.assert_close(w.norm(dim=1), torch.ones(6))
+    mean = logits.view(2, 5, 3, 4).mean(1)
+    expected = F.normalize(mean, dim=-1) @ w.t()
     torch.testing.assert_close(out, expected)
+    # the scores are cosines
+    assert out.abs().max() <= 1 + 1e-6
     codes = [torch.softmax(torch.randn(3, 6), 1) for _ in range(2)]
-    log_p = F.log_softmax(expected / 0.5, 1)
-    loss = sum(-(q * log_p).sum(1).mean() for q in codes) / 2
-    torch.testing.assert_close(head.loss(logits, codes), loss)
-    with pytest.raises(ValueError, match='multiple of the batch size'):
-        head(logits, 4)
+    log_p = F.log_softmax(expected / 0.5, -1)
+    loss = sum(-(q * log_p[v]).sum(1).mean() for q in codes
+               for v in range(2)) / 4
+    torch.testing.assert_close(head.loss(logits, codes, 2), loss)
+    # not the mean over all views first (the former, per-image prediction)
+    once = F.log_softmax(
+        F.normalize(logits.view(10, 3, 4).mean(0), dim=1) @ w.t() / 0.5, 1)
+    per_image = sum(-(q * once).sum(1).mean() for q in codes) / 2
+    assert not torch.isclose(head.loss(logits, codes, 2), per_image)
+    with pytest.raises(ValueError, match='multiple of num_views'):
+        head(logits, 4, 2)
+    with pytest.raises(ValueError, match='codes'):
+        head.loss(logits, [torch.ones(3, 5)], 2)
 
 
-def toy_model():
+def toy_model(width=64):
     cfg = Config.fromfile(SSPRL)
-    return MODELS.build(
-        dict(cfg.model, data_preprocessor=cfg.data_preprocessor))
+    model = cfg.model
+    if width != 64:  # a narrower ResNet-18 for the multi-step tests
+        model.backbone.update(stem_channels=width, base_channels=width)
+        for neck in [model.neck] + [h.neck for h in model.patch_heads]:
+            neck.update(in_channels=8 * width, hid_channels=8 * width)
+    return MODELS.build(dict(model, data_preprocessor=cfg.data_preprocessor))
 
 
 def toy_inputs(batch=4, seed=0):
@@ -149,7 +168,7 @@ def test_l2g_gradient_reaches_the_patch_heads_only_of_its_scale():
     for p in list(ph2.neck.parameters()) + \
             list(ph2.loss_module.prototypes.parameters()):
         assert p.grad is not None and p.grad.abs().sum() > 0
-    assert model.cross_scale_heads[0].linear.weight.grad.abs().sum() > 0
+    assert model.cross_scale_heads[0].prototypes.weight.grad.abs().sum() > 0
     assert model.backbone.conv1.weight.grad.abs().sum() > 0
     # the other scale and the global prototypes (codes are targets) get none
     for p in list(ph3.parameters()) + \
@@ -208,6 +227,116 @@ def test_model_checks_inputs_and_heads():
         MODELS.build(dict(cfg.model, l2g_loss_weight=[0.25]))
 
 
+def prototype_matrices(model):
+    return ([model.head.loss_module.prototypes.weight] +
+            [h.loss_module.prototypes.weight for h in model.patch_heads] +
+            [h.prototypes.weight for h in model.cross_scale_heads])
+
+
+def sgd_step(model, optim, inputs):
+    losses = model.loss(inputs, None)
+    optim.zero_grad()
+    sum(losses.values()).backward()
+    optim.step()
+    return losses
+
+
+def test_prototype_rows_are_unit_norm_at_every_iteration():
+    torch.manual_seed(0)
+    model = toy_model(width=8)
+    optim = torch.optim.SGD(model.parameters(), lr=1.)
+    sgd_step(model, optim, toy_inputs(batch=2))
+    # the step moves the cross-scale rows off the unit sphere ...
+    for h in model.cross_scale_heads:
+        norms = h.prototypes.weight.norm(dim=1)
+        assert (norms - 1).abs().max() > 1e-3
+    # ... and the next iteration puts every prototype row back on it
+    model.loss(toy_inputs(batch=2, seed=2), None)
+    for w in prototype_matrices(model):
+        torch.testing.assert_close(w.norm(dim=1), torch.ones(len(w)))
+
+
+def test_every_prototype_matrix_is_frozen_during_the_freeze():
+    from types import SimpleNamespace
+
+    from hirl_mm.engine import SSPRLHook
+    torch.manual_seed(0)
+    model = toy_model(width=8)
+    hook = SSPRLHook(
+        batch_size=2,
+        frozen_layers_cfg=dict(prototypes=1),
+        patch_queue_lengths=[0, 0])
+    runner = SimpleNamespace(iter=0, model=model)
+    optim = torch.optim.SGD(
+        model.parameters(), lr=1., momentum=0.9, weight_decay=1e-2)
+    model.loss(toy_inputs(batch=2), None)  # rows to unit norm
+    frozen = [w.detach().clone() for w in prototype_matrices(model)]
+    hook.before_train_iter(runner, 0)
+    sgd_step(model, optim, toy_inputs(batch=2))
+    for w, w0 in zip(prototype_matrices(model), frozen):
+        torch.testing.assert_close(w, w0)
+    assert model.backbone.conv1.weight.requires_grad
+    runner.iter = 1
+    hook.before_train_iter(runner, 1)
+    sgd_step(model, optim, toy_inputs(batch=2, seed=1))
+    for w, w0 in zip(prototype_matrices(model), frozen):
+        assert not torch.allclose(w, w0)
+
+
+def test_patch_queues_follow_the_swav_queue(tmp_path):
+    from types import SimpleNamespace
+
+    from hirl_mm.engine import SSPRLHook
+    torch.manual_seed(0)
+    model = toy_model()
+    # 4 images per batch: lengths rounded down to a multiple of 4
+    hook = SSPRLHook(
+        batch_size=4, epoch_queue_starts=1, patch_queue_lengths=[18, 0])
+    assert hook.patch_queue_lengths == [16, 0]
+    runner = SimpleNamespace(
+        epoch=0, world_size=1, model=model, work_dir=str(tmp_path))
+    hook.before_run(runner)
+    hook.before_train_epoch(runner)  # epoch 0: not yet
+    lm2, lm3 = (h.loss_module for h in model.patch_heads)
+    assert lm2.queue is None and lm3.queue is None
+    runner.epoch = 1
+    hook.before_train_epoch(runner)
+    assert lm2.queue.shape == (2, 16, 128) and lm3.queue is None
+    assert not lm2.use_queue
+    # one batch: 4 x 2 x 2 = 16 patch rows per view fill the queue
+    embeddings = []
+    model.patch_heads[0].neck.register_forward_hook(
+        lambda mod, args, out: embeddings.append(out.detach()))
+    losses = model.loss(toy_inputs(), None)
+    z = embeddings[0]  # (2 views x 16) x 128
+    torch.testing.assert_close(lm2.queue[0], z[:16])
+    torch.testing.assert_close(lm2.queue[1], z[16:])
+    assert not lm2.use_queue  # it was empty: this batch's codes only
+    # now full: the next loss assigns over queue + batch, as SwAVLoss does
+    queue = lm2.queue.clone()
+    with torch.no_grad():
+        model.eval()  # the same embeddings again (BN running stats)
+        lm2.queue = None
+        plain = model.loss(toy_inputs(seed=1), None)['loss_local_g2']
+        lm2.queue = queue.clone()
+        queued = model.loss(toy_inputs(seed=1), None)['loss_local_g2']
+    assert lm2.use_queue and not torch.isclose(plain, queued)
+    assert torch.isfinite(losses['loss_local_g2'])
+    # saved after the epoch, loaded back by a new hook
+    hook.after_train_epoch(runner)
+    again = SSPRLHook(batch_size=4, patch_queue_lengths=[16, 0])
+    model.patch_heads[0].loss_module.queue = None
+    again.before_run(runner)
+    torch.testing.assert_close(lm2.queue,
+                               model.patch_heads[0].loss_module.queue)
+    with pytest.raises(ValueError, match='2 patch heads'):
+        SSPRLHook(batch_size=4, patch_queue_lengths=[16]).before_run(runner)
+    # a queue shorter than a batch of patch rows is refused by name
+    lm2.queue = torch.zeros(2, 8, 128)
+    with pytest.raises(ValueError, match='patch_queue_lengths'):
+        model.loss(toy_inputs(), None)
+
+
 def test_one_training_step_of_the_embedded_config(tmp_path):
     cfg = Config.fromfile(SSPRL)
     cfg.work_dir = str(tmp_path)
@@ -234,7 +363,33 @@ def test_one_training_step_of_the_embedded_config(tmp_path):
     assert total == pytest.approx(sum(terms.values()), rel=1e-5)
     ckpt = torch.load(
         osp.join(str(tmp_path), 'epoch_1.pth'), weights_only=True)
-    assert 'cross_scale_heads.1.linear.weight' in ckpt['state_dict']
+    assert 'cross_scale_heads.1.prototypes.weight' in ckpt['state_dict']
+
+
+def test_coco_config_has_the_reference_script_values():
+    # WesleyHsieh0806/SS-PRL, SS-PRL/train_SSPRL.sh
+    cfg = Config.fromfile(
+        osp.join(
+            CONFIGS, 'ssprl', 'ssprl_resnet50_2xb64-mcrop-2-6-pyramid-'
+            '2-3-coslr-200e_coco.py'))
+    assert cfg.train_dataloader.batch_size == 64  # x 2 GPUs
+    hook = [h for h in cfg.custom_hooks if h.type == 'SSPRLHook'][0]
+    assert (hook.batch_size, hook.queue_length, hook.patch_queue_lengths,
+            hook.epoch_queue_starts) == (64, 1920, [5000, 5000], 80)
+    assert hook.frozen_layers_cfg == dict(prototypes=648)
+    opt = cfg.optim_wrapper.optimizer
+    assert (opt.type, opt.lr, opt.weight_decay) == ('LARS', 0.6, 1e-6)
+    assert [(s.type, s.eta_min, s.begin) for s in cfg.param_scheduler
+            ] == [('CosineAnnealingLR', 6e-4, 0)]  # no warm-up
+    assert cfg.train_cfg.max_epochs == 200
+    assert not cfg.model.backbone.zero_init_residual
+    assert cfg.model.head.loss.num_prototypes == 300
+    assert [h.loss.num_prototypes for h in cfg.model.patch_heads] == [150] * 2
+    assert [
+        v.transforms[0][0].crop_ratio_range
+        for v in [cfg.train_pipeline[1].global_views]
+    ][0] == (0.14, 1.)
+    assert cfg.train_pipeline[1].crop_ratio_range == (0.6, 1.0)
 
 
 def test_mosaics_labels_and_images(tmp_path):
@@ -322,8 +477,8 @@ def test_coco_multilabel_reader(tmp_path):
 
 @pytest.mark.parametrize('name', [
     'resnet18_multilabel-linear-coslr-20e_mosaics.py',
-    'resnet50_multilabel-linear-8xb32-coslr-30e_voc07.py',
-    'resnet50_multilabel-linear-8xb32-coslr-30e_coco.py'
+    'resnet50_multilabel-linear-1xb32-coslr-100e_voc07.py',
+    'resnet50_multilabel-linear-1xb128-coslr-100e_coco.py'
 ])
 def test_multilabel_probe_configs_build(name):
     cfg = Config.fromfile(osp.join(CONFIGS, 'benchmarks', 'multilabel', name))
@@ -334,6 +489,26 @@ def test_multilabel_probe_configs_build(name):
     assert model.data_preprocessor.to_onehot
     assert cfg.model.backbone.frozen_stages == 4
     assert any('AveragePrecision' in e.type for e in cfg.val_evaluator)
+
+
+@pytest.mark.parametrize(
+    'name,batch,lr',
+    [('resnet50_multilabel-linear-1xb32-coslr-100e_voc07.py', 32, 0.03),
+     ('resnet50_multilabel-linear-1xb128-coslr-100e_coco.py', 128, 0.1)])
+def test_multilabel_probes_follow_the_ssprl_protocol(name, batch, lr):
+    # WesleyHsieh0806/SS-PRL benchmarks/classification: main.py 61-77,
+    # 134-141, 206-207, model.py 26-31, scripts/linear_{voc,coco}.sh
+    cfg = Config.fromfile(osp.join(CONFIGS, 'benchmarks', 'multilabel', name))
+    assert cfg.train_dataloader.batch_size == batch
+    assert cfg.train_cfg.max_epochs == 100
+    opt = cfg.optim_wrapper.optimizer
+    expected = ('SGD', lr, 0.9, 1e-6)
+    assert (opt.type, opt.lr, opt.momentum, opt.weight_decay) == expected
+    assert cfg.optim_wrapper.clip_grad.max_norm == 10.
+    assert cfg.param_scheduler[0].type == 'CosineAnnealingLR'
+    assert cfg.model.neck.type == 'GlobalAveragePooling'  # no BN
+    assert cfg.model.head.init_cfg == dict(
+        type='Normal', layer='Linear', std=0.01, bias=0.1)
 
 
 def test_multilabel_probe_runs_on_mosaics(tmp_path):

@@ -1,3 +1,4 @@
+import json
 import os.path as osp
 import subprocess
 import sys
@@ -8,7 +9,8 @@ from mmengine.runner import Runner
 from toy import toy_cfg
 
 from hirl_mm.visualization import (plot_embedding, plot_prototype_gallery,
-                                   plot_prototype_tree)
+                                   plot_prototype_stats, plot_prototype_tree,
+                                   read_scalars)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -54,6 +56,51 @@ def test_plots_on_toy_data(tmp_path):
     # the nearest images of level-0 prototype c are images of class c
     assert all(fine[i] == fine[rows[0][0]] for i in rows[0])
     check_png(tmp_path / 'gallery.png', min_side=100)
+
+
+def test_prototype_stats_over_epochs(tmp_path):
+    # as mmengine's LocalVisBackend writes them: the logger's records carry
+    # the epoch, the hook's add_scalars(..., step=epoch) records a step
+    records = [
+        dict(loss=1.0, epoch=1, iter=10, step=10),
+        {
+            'prototypes/level0_nonempty': 90,
+            'step': 3
+        },
+        {
+            'prototypes/level0_nonempty': 70,
+            'prototypes/level1_nonempty': 20,
+            'prototypes/level0_largest_fraction': 0.05,
+            'prototypes/level2_coarse_nmi': 40.0,
+            'prototypes/level0_fine_acc': 30.0,
+            'prototypes/level0_ari_vs_previous': 60.0,
+            'prototypes/seconds_features': 2.0,
+            'step': 4
+        },
+        {
+            'prototypes/level0_nonempty': 80,
+            'step': 4
+        },  # a later record wins
+    ]
+    path = tmp_path / 'scalars.json'
+    path.write_text('\n'.join(json.dumps(r) for r in records) + '\n')
+    scalars = read_scalars(str(path), 'prototypes/')
+    assert scalars['prototypes/level0_nonempty'] == {3: 90.0, 4: 80.0}
+    assert scalars['prototypes/level1_nonempty'] == {4: 20.0}
+    assert 'loss' not in scalars
+    assert read_scalars(str(path))['loss'] == {1: 1.0}
+    assert read_scalars(str(tmp_path / 'missing.json')) == {}
+
+    out = str(tmp_path / 'stats.png')
+    assert plot_prototype_stats(scalars, out) == out
+    # NMI, ACC, non-empty, largest cluster, ARI: five panels side by side
+    img = cv2.imread(out)
+    assert img.shape[1] > 4 * img.shape[0]
+    check_png(out)
+    only_seconds = {'prototypes/seconds_features': {1: 2.0}}
+    assert plot_prototype_stats(only_seconds,
+                                str(tmp_path / 'none.png')) is None
+    assert not (tmp_path / 'none.png').exists()
 
 
 def test_visualize_tool_on_a_trained_model(tmp_path):

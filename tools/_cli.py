@@ -49,8 +49,12 @@ def make_parser(description: str,
         choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none',
         help='job launcher')
-    # torch.distributed.launch passes --local_rank, torchrun --local-rank
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    parser.add_argument(
+        '--local_rank',
+        '--local-rank',
+        type=int,
+        default=0,
+        help='set by torch.distributed.launch (torchrun sets LOCAL_RANK)')
     return parser
 
 

@@ -1,22 +1,28 @@
 #!/usr/bin/env bash
 # Usage: tools/dist_test.sh CONFIG CHECKPOINT GPUS [test.py args]
+# tools/test.py in GPUS processes, launched by torchrun of the project's
+# Python (tools/_python.sh: $HIRL_MM_PYTHON, else the set-up venv): no venv
+# needs activating. Multi-node: NNODES, NODE_RANK, MASTER_ADDR and PORT as
+# for torchrun.
+set -euo pipefail
+usage() { sed -n '2,/^set /{/^set /d; s/^# \{0,1\}//; p}' "$0"; }
+case "${1:-}" in -h | --help) usage; exit 0 ;; esac
+[ $# -ge 3 ] || { usage >&2; exit 2; }
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/tools/_python.sh"
 CONFIG=$1
 CHECKPOINT=$2
 GPUS=$3
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+shift 3
 
-PYTHONPATH="$ROOT:$PYTHONPATH" \
-torchrun \
-    --nnodes=$NNODES \
-    --node_rank=$NODE_RANK \
-    --master_addr=$MASTER_ADDR \
-    --nproc_per_node=$GPUS \
-    --master_port=$PORT \
+PYTHONPATH="$ROOT:${PYTHONPATH:-}" \
+"$PYTHON" -m torch.distributed.run \
+    --nnodes="${NNODES:-1}" \
+    --node_rank="${NODE_RANK:-0}" \
+    --master_addr="${MASTER_ADDR:-127.0.0.1}" \
+    --nproc_per_node="$GPUS" \
+    --master_port="${PORT:-29500}" \
     "$ROOT/tools/test.py" \
-    $CONFIG \
-    $CHECKPOINT \
-    --launcher pytorch ${@:4}
+    "$CONFIG" \
+    "$CHECKPOINT" \
+    --launcher pytorch "$@"

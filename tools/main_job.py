@@ -7,24 +7,29 @@ evaluates each final checkpoint through MMPretrain's test loop, as
 the registered ``KNNAccuracy`` (weighted kNN top-1, training subset as the
 memory bank) and ``ClusteringMetric`` (k-means NMI / AMI / ARI / Hungarian
 ACC) on the test split at the fine (10 classes) and coarse (4 classes)
-level. HIRL's learned prototype tree is scored against both labellings.
-The table is printed and written as ``report.json`` and ``report.md`` in
-the work dir, next to each run's pictures (t-SNE, prototype tree,
-prototype gallery).
+level. The learned prototype tree is scored against both labellings. The
+prototype hook runs with its own defaults (the HIRL reference's k-means).
+
+The report (``report.md`` and ``report.json`` in the work dir, also
+printed) gives the exact command line, every method's mean ± std over the
+seeds, and, for each method with prototypes against its base method
+(HIRL-X vs X, HCSC vs MoCo v2), the paired difference per seed and its
+mean. Each run's folder holds its pictures: t-SNE, prototype tree (node
+area = cluster size), prototype gallery and the hook's ``prototypes/``
+scalars over epochs.
 """
 import argparse
 import json
+import os
 import os.path as osp
+import shlex
+import sys
 import time
 from datetime import datetime
+from typing import Dict, List, Optional
 
 import numpy as np
-from mmengine.config import Config
-from mmengine.runner import Runner, find_latest_checkpoint
-
-import hirl_mm
-from hirl_mm.evaluation import prototype_tree_scores
-from hirl_mm.visualization import visualize_hirl
+from mmengine.config import Config, DictAction
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 METHODS = {
@@ -50,13 +55,41 @@ METHODS = {
     'HIRL-iBOT':
     'configs/hirl/hirl-ibot_vit-tiny-p4_1xb64-coslr-10e_fmnist.py',
 }
+# Each method with prototypes and the base method it is compared with.
+BASES = {
+    'HIRL-SimSiam': 'SimSiam',
+    'HIRL-MoCo v2': 'MoCo v2',
+    'HCSC': 'MoCo v2',
+    'HCSC multi-crop': 'MoCo v2',
+    'HIRL-SwAV': 'SwAV',
+    'HIRL-MoCo v3': 'MoCo v3',
+    'HIRL-DINO': 'DINO',
+    'HIRL-iBOT': 'iBOT',
+}
 # The evaluation: the trained backbone is swapped into its model, the
 # training subset and the test split into its KNNDataset.
 KNN_CONFIG = 'configs/benchmarks/knn/knn_resnet18_fmnist.py'
 LEVELS = ('fine', 'coarse')
+TABLE_METRICS = ('knn_top1', 'nmi', 'ami', 'ari', 'acc')
+PAIRED_METRICS = tuple(f'{m}_{lvl}' for m in ('knn_top1', 'nmi', 'ari', 'acc')
+                       for lvl in LEVELS)
 
 
-def parse_args():
+def subset_size(value: str) -> Optional[int]:
+    """``--subset``: a positive image count, or 0 / 'all' for all 60k."""
+    if value.lower() in ('0', 'all'):
+        return None
+    try:
+        size = int(value)
+    except ValueError:
+        size = -1
+    if size < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of images, 0 or 'all', got {value!r}")
+    return size
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split('\n')[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -73,18 +106,21 @@ def parse_args():
         help=f'methods to train, of {list(METHODS)}')
     parser.add_argument(
         '--subset',
-        type=int,
+        type=subset_size,
         default=4000,
-        help='training images (class-balanced)')
+        help="training images (class-balanced); 0 or 'all': all 60k")
     parser.add_argument(
         '--epochs', type=int, default=8, help='training epochs')
     parser.add_argument(
-        '--warmup', type=int, default=3, help='HIRL warm-up epochs')
+        '--warmup',
+        type=int,
+        default=3,
+        help='first epoch with prototypes (HIRL, HCSC)')
     parser.add_argument(
         '--interval',
         type=int,
         default=1,
-        help='HIRL re-clusters every N epochs')
+        help='the prototypes are rebuilt every N epochs')
     parser.add_argument(
         '--seeds',
         type=int,
@@ -93,14 +129,68 @@ def parse_args():
         help='one run per seed and method')
     parser.add_argument(
         '--knn-k', type=int, default=20, help='neighbours of the kNN vote')
-    return parser.parse_args()
+    parser.add_argument(
+        '--device',
+        choices=['cpu', 'cuda'],
+        default='cpu',
+        help='cpu hides every GPU; cuda trains and evaluates on GPU 0')
+    parser.add_argument(
+        '--amp',
+        choices=['none', 'fp16', 'bf16'],
+        default='none',
+        help='mixed-precision training (AmpOptimWrapper; --device cuda)')
+    parser.add_argument(
+        '--data-root',
+        help='folder with the four Fashion-MNIST idx files (default: the '
+        "data set's, /usr/share/datasets/fashion-mnist)")
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        default={},
+        help='key=value overrides of every training config, applied last')
+    parser.add_argument(
+        '--merge',
+        nargs='+',
+        metavar='REPORT_JSON',
+        help='train nothing: one report (paired differences included) of '
+        'the runs in these report.json files, e.g. of main jobs run side '
+        'by side with the same setting; --methods / --seeds default to '
+        'theirs')
+    args = parser.parse_args(argv)
+    if args.amp != 'none' and args.device != 'cuda':
+        parser.error(f'--amp {args.amp} needs --device cuda (mmengine\'s '
+                     'AmpOptimWrapper runs on GPUs only)')
+    for flag in ('epochs', 'interval', 'knn_k'):
+        if getattr(args, flag) < 1:
+            parser.error(f'--{flag.replace("_", "-")} must be >= 1')
+    return args
 
 
-def train(name, args, seed):
+def run_name(name: str, seed: int) -> str:
+    """The run's folder name: ``hirl-simsiam_seed0``."""
+    return f'{name}_seed{seed}'.replace(' ', '').lower()
+
+
+def build_cfg(name: str, args: argparse.Namespace, seed: int) -> Config:
+    """The training config of one run: the method's config at the main
+    job's budget (subset, epochs, cosine schedule, warm-up, interval), data
+    source, device, precision and seed, then ``--cfg-options``.
+
+    Args:
+        name (str): A key of ``METHODS``.
+        args (argparse.Namespace): From :func:`parse_args`.
+        seed (int): The run's seed.
+
+    Returns:
+        Config: For ``Runner.from_cfg``.
+    """
     cfg = Config.fromfile(osp.join(ROOT, METHODS[name]))
-    cfg.work_dir = osp.join(args.work_dir,
-                            f'{name}_seed{seed}'.replace(' ', '').lower())
-    cfg.train_dataloader.dataset.subset_size = args.subset
+    cfg.work_dir = osp.join(args.work_dir, run_name(name, seed))
+    dataset = cfg.train_dataloader.dataset
+    dataset.subset_size = args.subset
+    if args.data_root:
+        dataset.source_root = args.data_root
     cfg.train_cfg.max_epochs = args.epochs
     for scheduler in cfg.param_scheduler:  # lr (and DINO's weight decay)
         if 'T_max' in scheduler:
@@ -112,7 +202,20 @@ def train(name, args, seed):
         if hook.type == 'HierarchicalPrototypeHook':
             hook.warmup_epochs = args.warmup
             hook.interval = args.interval
-            hook.kmeans_cfg = dict(init='kmeans++')
+    if args.device == 'cuda':
+        cfg.env_cfg.dist_cfg = dict(backend='nccl')
+        cfg.train_dataloader.pin_memory = True
+    if args.amp != 'none':
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.dtype = dict(
+            fp16='float16', bf16='bfloat16')[args.amp]
+    cfg.merge_from_dict(args.cfg_options)
+    return cfg
+
+
+def train(cfg: Config):
+    """Train one run; returns its runner, final losses and seconds."""
+    from mmengine.runner import Runner
     runner = Runner.from_cfg(cfg)
     start = time.time()
     runner.train()
@@ -121,7 +224,7 @@ def train(name, args, seed):
         for k, v in runner.message_hub.log_scalars.items()
         if k.startswith('train/loss')
     }
-    return runner, cfg, losses, time.time() - start
+    return runner, losses, time.time() - start
 
 
 def feature_backbone(model: dict) -> dict:
@@ -200,6 +303,7 @@ def evaluate(cfg: Config, checkpoint: str, knn_k: int) -> dict:
     Returns:
         dict: ``knn_top1_{level}`` and ``{nmi,ami,ari,acc}_{level}``.
     """
+    from mmengine.runner import Runner
     metrics = Runner.from_cfg(knn_test_cfg(cfg, checkpoint, knn_k)).test()
     row = {}
     for level in LEVELS:
@@ -212,16 +316,21 @@ def evaluate(cfg: Config, checkpoint: str, knn_k: int) -> dict:
     return row
 
 
-def tree_summary(model, dataset):
-    """Cluster counts of the learned tree and its agreement with labels."""
+def tree_summary(model, dataset) -> dict:
+    """Cluster sizes of the learned tree and its agreement with labels."""
+    from hirl_mm.evaluation import prototype_tree_scores
     protos = model.prototypes
     paths = protos.expand_paths(protos.assignments).cpu().numpy()
     labels = dict(
         fine=dataset.get_gt_labels(), coarse=dataset.get_coarse_labels())
+    sizes = [np.bincount(p) for p in paths.T]
     return dict(
         images=len(paths),
-        clusters_per_level=protos.num_clusters,
-        non_empty_per_level=[len(np.unique(p)) for p in paths.T],
+        clusters_per_level=list(protos.num_clusters),
+        non_empty_per_level=[int((s > 0).sum()) for s in sizes],
+        largest_percent_per_level=[
+            round(100 * float(s.max() / len(paths)), 2) for s in sizes
+        ],
         scores={
             k: round(v, 2)
             for k, v in prototype_tree_scores(paths, labels).items()
@@ -229,78 +338,276 @@ def tree_summary(model, dataset):
         })
 
 
-def main():
+def prototype_stats_picture(runner, out_file: str) -> Optional[str]:
+    """Plot the hook's ``prototypes/`` scalars of a run over epochs.
+
+    Returns:
+        str, optional: ``out_file``, or None when the run logged none.
+    """
+    from hirl_mm.visualization import plot_prototype_stats, read_scalars
+    scalars = read_scalars(
+        osp.join(runner.log_dir, 'vis_data', 'scalars.json'), 'prototypes/')
+    return plot_prototype_stats(scalars, out_file) if scalars else None
+
+
+def run_one(name: str, args: argparse.Namespace, seed: int) -> dict:
+    """Train, evaluate and picture one method with one seed."""
+    from mmengine.runner import find_latest_checkpoint
+
+    from hirl_mm.visualization import visualize_hirl
+    cfg = build_cfg(name, args, seed)
+    runner, losses, seconds = train(cfg)
+    model = runner.model
+    row = dict(
+        method=name,
+        seed=seed,
+        train_seconds=round(seconds),
+        final_losses=losses)
+    if hasattr(model, 'prototypes'):
+        row['prototypes'] = tree_summary(model,
+                                         runner.train_dataloader.dataset)
+    print(
+        f'[{name} seed {seed}] losses {losses} '
+        f'prototypes {row.get("prototypes")}',
+        flush=True)
+    checkpoint = find_latest_checkpoint(runner.work_dir)
+    row.update(evaluate(cfg, checkpoint, args.knn_k))
+    row['pictures'] = visualize_hirl(
+        model, dict(cfg.train_dataloader.dataset, pipeline=cfg.feat_pipeline),
+        cfg.work_dir)
+    if hasattr(model, 'prototypes'):
+        picture = prototype_stats_picture(
+            runner, osp.join(cfg.work_dir, 'prototype_stats.png'))
+        if picture:
+            row['pictures']['prototype_stats'] = picture
+        else:
+            row['notes'] = [
+                'the run logged no `prototypes/` scalars: no '
+                'prototype_stats.png'
+            ]
+    return row
+
+
+def merge_reports(args: argparse.Namespace, argv: List[str]) -> str:
+    """One report of the runs of several ``report.json`` files."""
+    reports = []
+    for path in args.merge:
+        with open(path) as f:
+            reports.append(json.load(f))
+    settings = {r['setting'].split('seeds')[0] for r in reports}
+    if len(settings) > 1:
+        raise ValueError('--merge: the reports were made with different '
+                         f'settings: {sorted(settings)}')
+    runs = [run for r in reports for run in r['runs']]
+    if '--methods' not in argv:
+        args.methods = list(dict.fromkeys(run['method'] for run in runs))
+    if '--seeds' not in argv:
+        args.seeds = sorted({run['seed'] for run in runs})
+    runs = [
+        r for r in runs
+        if r['method'] in args.methods and r['seed'] in args.seeds
+    ]
+    command = ' + '.join(r['command'] for r in reports)
+    command += ', merged by ' + shlex.join(
+        [osp.relpath(sys.executable), *sys.argv])
+    return report(runs, args, command)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    args = parse_args(argv)
+    if args.merge:
+        merge_reports(args, sys.argv[1:] if argv is None else argv)
+        return
+    if args.device == 'cpu':
+        # read when CUDA initialises, i.e. before any torch.cuda call
+        os.environ['CUDA_VISIBLE_DEVICES'] = ''
+    import torch
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        sys.exit('--device cuda: torch sees no GPU '
+                 f'(torch {torch.__version__}, CUDA {torch.version.cuda}).')
+
+    import hirl_mm
+
     # the test loop reads the checkpoints with weights_only=True: mmengine's
     # globals go on the allow-list by this explicit call
     hirl_mm.register_safe_globals()
-    args = parse_args()
+    command = shlex.join([osp.relpath(sys.executable), *sys.argv])
     results = []
     for seed in args.seeds:
         for name in args.methods:
-            runner, cfg, losses, seconds = train(name, args, seed)
-            model = runner.model
-            row = dict(
-                method=name,
-                seed=seed,
-                train_seconds=round(seconds),
-                final_losses=losses)
-            if hasattr(model, 'prototypes'):
-                row['prototypes'] = tree_summary(
-                    model, runner.train_dataloader.dataset)
-            print(
-                f'[{name} seed {seed}] losses {losses} '
-                f'prototypes {row.get("prototypes")}',
-                flush=True)
-            checkpoint = find_latest_checkpoint(runner.work_dir)
-            row.update(evaluate(cfg, checkpoint, args.knn_k))
-            row['pictures'] = visualize_hirl(
-                model,
-                dict(cfg.train_dataloader.dataset, pipeline=cfg.feat_pipeline),
-                cfg.work_dir)
-            results.append(row)
-    report(results, args)
+            results.append(run_one(name, args, seed))
+    report(results, args, command)
 
 
-def report(results, args):
-    cols = [
-        f'{m}_{lvl}' for lvl in LEVELS
-        for m in ('knn_top1', 'nmi', 'ami', 'ari', 'acc')
-    ]
-    lines = [
-        '| method | ' + ' | '.join(cols) + ' |', '|---' * (len(cols) + 1) + '|'
-    ]
+def mean_std(values) -> tuple:
+    """Mean and standard deviation (ddof 0, numpy's default) of values."""
+    return float(np.mean(values)), float(np.std(values))
+
+
+def fmt(mean: float, std: float, count: int) -> str:
+    return f'{mean:.2f} ± {std:.2f}' if count > 1 else f'{mean:.2f}'
+
+
+def signed(values) -> str:
+    return ', '.join(f'{v:+.2f}' for v in values)
+
+
+def summarize(results: List[dict], methods: List[str]) -> Dict[str, dict]:
+    """Per method and metric: mean, std and the per-seed values."""
     summary = {}
-    for name in args.methods:
+    for name in methods:
         rows = [r for r in results if r['method'] == name]
-        stats = {
-            c: (float(np.mean([r[c] for r in rows])),
-                float(np.std([r[c] for r in rows])))
-            for c in cols
-        }
-        summary[name] = stats
-        cells = [
-            f'{m:.2f} ± {s:.2f}' if len(rows) > 1 else f'{m:.2f}'
-            for m, s in stats.values()
+        metrics = [f'{m}_{lvl}' for lvl in LEVELS for m in TABLE_METRICS]
+        scores = sorted({
+            k
+            for r in rows
+            for k in r.get('prototypes', {}).get('scores', {})
+        })
+        stats = {}
+        for metric in metrics:
+            stats[metric] = mean_std([r[metric] for r in rows])
+        for score in scores:
+            stats[f'tree_{score}'] = mean_std(
+                [r['prototypes']['scores'][score] for r in rows])
+        summary[name] = dict(seeds=[r['seed'] for r in rows], stats=stats)
+    return summary
+
+
+def paired_differences(results: List[dict],
+                       methods: List[str]) -> Dict[str, dict]:
+    """Method - base, seed by seed, for every method of ``BASES`` whose
+    base ran with the same seeds.
+
+    Returns:
+        dict: ``{'HIRL-SimSiam - SimSiam': {metric: {'per_seed': [...],
+        'mean': m}}}``, seeds in the order of ``--seeds``.
+    """
+    paired = {}
+    for name, base in BASES.items():
+        if name not in methods or base not in methods:
+            continue
+        by_seed = {(r['method'], r['seed']): r for r in results}
+        seeds = [
+            s for s in dict.fromkeys(r['seed'] for r in results)
+            if (name, s) in by_seed and (base, s) in by_seed
         ]
-        lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
-    for r in results:
-        if 'prototypes' in r:
-            tree = r['prototypes']
-            lines.append(
-                f'\n{r["method"]} seed {r["seed"]}: prototype tree '
-                f'{tree["non_empty_per_level"]} non-empty clusters of '
-                f'{tree["clusters_per_level"]}; vs labels: ' +
-                ', '.join(f'{k} {v:.1f}' for k, v in tree['scores'].items()))
-    table = '\n'.join(lines)
-    setting = (f'Fashion-MNIST, {args.subset} training images, {args.epochs} '
-               f'epochs, seeds {args.seeds}, kNN k={args.knn_k}, '
-               'k-means on test features (10 fine / 4 coarse clusters)')
-    print('\n' + setting + '\n' + table)
+        diffs = {}
+        for metric in PAIRED_METRICS:
+            values = [
+                by_seed[(name, s)][metric] - by_seed[(base, s)][metric]
+                for s in seeds
+            ]
+            diffs[metric] = dict(
+                seeds=seeds,
+                per_seed=[round(v, 2) for v in values],
+                mean=round(float(np.mean(values)), 2))
+        paired[f'{name} - {base}'] = diffs
+    return paired
+
+
+def report(results: List[dict], args: argparse.Namespace, command: str) -> str:
+    """Write ``report.md`` and ``report.json``, print the markdown.
+
+    Returns:
+        str: The markdown.
+    """
+    summary = summarize(results, args.methods)
+    paired = paired_differences(results, args.methods)
+    cols = [f'{m}_{lvl}' for lvl in LEVELS for m in TABLE_METRICS]
+    num_seeds = len(args.seeds)
+    subset = 'all 60000' if args.subset is None else args.subset
+    setting = (f'Fashion-MNIST, {subset} training images, {args.epochs} '
+               f'epochs, prototypes from epoch {args.warmup} every '
+               f'{args.interval}, seeds {args.seeds}, device {args.device}'
+               f'{"" if args.amp == "none" else ", AMP " + args.amp}; '
+               f'kNN k={args.knn_k} (training images as the bank, the 10k '
+               'test images as queries), k-means on the test features (10 '
+               'fine / 4 coarse clusters); mean ± std (ddof 0) over seeds')
+    lines = [f'Command: `{command}`', '', setting, '']
+    lines += [
+        '| method | ' + ' | '.join(cols) + ' | training (min) |',
+        '|---' * (len(cols) + 2) + '|'
+    ]
+    for name in args.methods:
+        stats = summary[name]['stats']
+        minutes = np.mean(
+            [r['train_seconds'] for r in results if r['method'] == name]) / 60
+        cells = [fmt(*stats[c], num_seeds) for c in cols]
+        lines.append(f'| {name} | ' + ' | '.join(cells) +
+                     f' | {minutes:.1f} |')
+    if paired:
+        lines += [
+            '', 'Paired differences, method - base, per seed '
+            f'{args.seeds} and their mean:', '',
+            '| comparison | ' + ' | '.join(PAIRED_METRICS) + ' |',
+            '|---' * (len(PAIRED_METRICS) + 1) + '|'
+        ]
+        for pair, diffs in paired.items():
+            cells = [
+                f'{d["mean"]:+.2f} ({signed(d["per_seed"])})'
+                for d in diffs.values()
+            ]
+            lines.append(f'| {pair} | ' + ' | '.join(cells) + ' |')
+    tree_lines = tree_table(results, summary, args.methods, num_seeds)
+    if tree_lines:
+        lines += [
+            '', 'Learned prototype tree vs the training labels '
+            '(NMI / Hungarian ACC per level; the run\'s own tree at '
+            'the last epoch):', ''
+        ] + tree_lines
+    notes = [
+        f'{r["method"]} seed {r["seed"]}: {n}' for r in results
+        for n in r.get('notes', [])
+    ]
+    if notes:
+        lines += [''] + [f'- {n}' for n in notes]
+    text = '\n'.join(lines) + '\n'
+    print('\n' + text)
+    os.makedirs(args.work_dir, exist_ok=True)
     with open(osp.join(args.work_dir, 'report.json'), 'w') as f:
         json.dump(
-            dict(setting=setting, runs=results, summary=summary), f, indent=2)
+            dict(
+                command=command,
+                setting=setting,
+                runs=results,
+                summary=summary,
+                paired=paired),
+            f,
+            indent=2)
     with open(osp.join(args.work_dir, 'report.md'), 'w') as f:
-        f.write(setting + '\n\n' + table + '\n')
+        f.write(text)
+    return text
+
+
+def tree_table(results, summary, methods, num_seeds) -> List[str]:
+    """Markdown rows: per method with prototypes, per level, the tree's
+    size (non-empty clusters, largest cluster) and NMI / ACC."""
+    lines = []
+    for name in methods:
+        rows = [r for r in results if r['method'] == name]
+        if not rows or 'prototypes' not in rows[0]:
+            continue
+        if not lines:
+            lines = [
+                '| method | level (clusters) | non-empty | largest cluster '
+                '(% of images) | NMI fine | NMI coarse | ACC fine | ACC '
+                'coarse |', '|---' * 8 + '|'
+            ]
+        stats = summary[name]['stats']
+        for lvl, k in enumerate(rows[0]['prototypes']['clusters_per_level']):
+            non_empty = mean_std(
+                [r['prototypes']['non_empty_per_level'][lvl] for r in rows])
+            largest = mean_std([
+                r['prototypes']['largest_percent_per_level'][lvl] for r in rows
+            ])
+            cells = [fmt(*non_empty, num_seeds),
+                     fmt(*largest, num_seeds)] + [
+                         fmt(*stats[f'tree_level{lvl}_{lab}_{m}'], num_seeds)
+                         for m in ('nmi', 'acc') for lab in LEVELS
+                     ]
+            lines.append(f'| {name} | {lvl} ({k}) | ' + ' | '.join(cells) +
+                         ' |')
+    return lines
 
 
 if __name__ == '__main__':

@@ -1,9 +1,9 @@
-"""Evaluate a checkpoint with any OpenMMLab config's test loop/metrics."""
-from _cli import apply_cfg_options, load_config, make_parser, parse_args
-from mmengine.runner import Runner
+"""Evaluate a checkpoint with any OpenMMLab config's test loop/metrics.
 
-import hirl_mm
-from hirl_mm.utils import check_checkpoint, setup_cpu_distributed
+torch, the runner and hirl_mm are imported after the arguments are parsed:
+``--help`` answers in a fraction of a second.
+"""
+from _cli import apply_cfg_options, load_config, make_parser, parse_args
 
 
 def build_parser():
@@ -22,11 +22,16 @@ def merge_args(cfg, args):
 
 
 def main(argv=None):
+    args = parse_args(build_parser(), argv)
+    from mmengine.runner import Runner
+
+    import hirl_mm
+    from hirl_mm.utils import check_checkpoint, setup_cpu_distributed
+
     # torch >= 2.6 reads checkpoints with weights_only=True: the checkpoint
     # needs mmengine's globals on the allow-list. Installed by this explicit
     # call, not as a side effect of an import.
     hirl_mm.register_safe_globals()
-    args = parse_args(build_parser(), argv)
     check_checkpoint(args.checkpoint)
     cfg = merge_args(load_config(args), args)
     setup_cpu_distributed(cfg)

@@ -1,11 +1,10 @@
-"""Train any OpenMMLab (MMPretrain / MMDet / MMSeg / hirl_mm) config."""
+"""Train any OpenMMLab (MMPretrain / MMDet / MMSeg / hirl_mm) config.
+
+torch, the runner and hirl_mm are imported after the arguments are parsed:
+``--help`` answers in a fraction of a second.
+"""
 from _cli import apply_cfg_options, load_config, make_parser, parse_args
 from mmengine.config import Config
-from mmengine.runner import Runner, find_latest_checkpoint
-
-import hirl_mm
-from hirl_mm.utils import (check_checkpoint, pretrained_init_paths,
-                           setup_cpu_distributed)
 
 
 def build_parser():
@@ -24,7 +23,10 @@ def build_parser():
         "prefix='backbone.') of the model (the backbone's and a C4 "
         "detector's res5 shared head's); --cfg-options still apply after it")
     parser.add_argument(
-        '--auto-scale-lr', action='store_true', help='scale lr with batch')
+        '--auto-scale-lr',
+        action='store_true',
+        help='scale the lr by the total batch size (GPUs x batch_size) over '
+        "the config's auto_scale_lr.base_batch_size")
     return parser
 
 
@@ -42,6 +44,7 @@ def set_pretrained(cfg: Config, checkpoint: str) -> Config:
     Raises:
         ValueError: if the config loads no pre-trained backbone.
     """
+    from hirl_mm.utils import pretrained_init_paths
     cfg.merge_from_dict({
         f'{path}.checkpoint': checkpoint
         for path in pretrained_init_paths(cfg)
@@ -50,11 +53,25 @@ def set_pretrained(cfg: Config, checkpoint: str) -> Config:
 
 
 def merge_args(cfg: Config, args) -> Config:
-    """Apply the command line to ``cfg``, ``--cfg-options`` last."""
+    """Apply the command line to ``cfg``, ``--cfg-options`` last.
+
+    Raises:
+        ValueError: for ``--auto-scale-lr`` on a config without
+            ``auto_scale_lr.base_batch_size``.
+    """
+    from mmengine.runner import find_latest_checkpoint
+
+    from hirl_mm.utils import check_checkpoint
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if args.auto_scale_lr:
+        if 'base_batch_size' not in (cfg.get('auto_scale_lr') or {}):
+            raise ValueError(
+                f'--auto-scale-lr: {args.config} has no '
+                '`auto_scale_lr = dict(base_batch_size=N)`, the total batch '
+                'size (GPUs x batch_size per GPU) its lr is set for; add it '
+                'or pass --cfg-options auto_scale_lr.base_batch_size=N.')
         cfg.auto_scale_lr.enable = True
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
@@ -71,11 +88,16 @@ def merge_args(cfg: Config, args) -> Config:
 
 
 def main(argv=None):
+    args = parse_args(build_parser(), argv)
+    from mmengine.runner import Runner
+
+    import hirl_mm
+    from hirl_mm.utils import setup_cpu_distributed
+
     # torch >= 2.6 reads checkpoints with weights_only=True: --resume and
     # --pretrained need mmengine's globals on the allow-list. Installed by
     # this explicit call, not as a side effect of an import.
     hirl_mm.register_safe_globals()
-    args = parse_args(build_parser(), argv)
     cfg = merge_args(load_config(args), args)
     setup_cpu_distributed(cfg)
     if 'runner_type' in cfg:

@@ -30,3 +30,4 @@ model = dict(
         type='LatentCrossCorrelationHead',
         in_channels=1024,
         loss=dict(type='CrossCorrelationLoss')))
+auto_scale_lr = dict(base_batch_size=64)

@@ -31,3 +31,4 @@ model = dict(
             with_last_bn=False,
             with_avg_pool=False,
             norm_cfg=dict(type='BN1d'))))
+auto_scale_lr = dict(base_batch_size=64)

@@ -1,8 +1,9 @@
 # DINO, ViT-B/16, ImageNet-1k, the reference recipe on hirl_mm's DINO:
 # 400 epochs, batch 1024 (8 x 128), AdamW lr 7.5e-4 x 1024 / 256 (DINO's
 # linear scaling rule), 10 linear warm-up epochs then cosine to 2e-6,
-# weight decay 0.04 -> 0.4 (cosine, none on biases and norms), gradient
-# clipping 0.3 (mmengine clips the global norm), 2 global crops (224 px,
+# weight decay 0.04 -> 0.4 (cosine, none on biases and norms), each
+# parameter's gradient norm clipped to 0.3 (DINO's utils.clip_gradients,
+# PerParameterClipOptimWrapper), 2 global crops (224 px,
 # scale 0.25-1) + 10 local crops (96 px, 0.05-0.25), head 2048-2048-256 ->
 # 65536, teacher momentum 0.996 -> 1 (cosine), teacher temperature
 # 0.04 -> 0.07 over 50 epochs, last layer frozen for 3 epochs, drop path 0.1.
@@ -90,7 +91,7 @@ model = dict(
 max_epochs = 400
 warmup_epochs = 10
 optim_wrapper = dict(
-    type='OptimWrapper',
+    type='PerParameterClipOptimWrapper',
     optimizer=dict(type='AdamW', lr=7.5e-4 * 1024 / 256, weight_decay=0.04),
     paramwise_cfg=dict(norm_decay_mult=0., bias_decay_mult=0.),
     clip_grad=dict(max_norm=0.3))

@@ -4,7 +4,8 @@
 # with a 1-epoch linear warm-up and weight decay 0.04 -> 0.4 (cosine),
 # teacher temperature 0.04 throughout (DINO's default; with 1024 logits and
 # 0.04 -> 0.07 the 75-step runs collapsed to the uniform output), teacher
-# momentum 0.99 -> 1 (cosine).
+# momentum 0.99 -> 1 (cosine), last layer frozen in epoch 0 (DINO's
+# default), each parameter's gradient norm clipped to 3.0 (DINO's default).
 _base_ = [
     '../_base_/datasets/fmnist_bs64_selfsup.py',
     '../_base_/schedules/sgd_coslr_10e.py',
@@ -69,6 +70,8 @@ model = dict(
 
 max_epochs = 10
 optim_wrapper = dict(
+    # DINO's clipping: each parameter's gradient norm to 3.0 (its default)
+    type='PerParameterClipOptimWrapper',
     optimizer=dict(
         _delete_=True, type='AdamW', lr=5e-4, weight_decay=0.04),
     # DINO: no weight decay on biases and norms
@@ -84,3 +87,7 @@ param_scheduler = [
          eta_min_ratio=10., T_max=max_epochs, by_epoch=True, begin=0,
          end=max_epochs, convert_to_iter_based=True),
 ]
+# the last layer gets no gradient while it is frozen (epoch 0)
+model_wrapper_cfg = dict(
+    type='MMDistributedDataParallel', find_unused_parameters=True)
+auto_scale_lr = dict(base_batch_size=64)

@@ -7,3 +7,4 @@ custom_hooks = [
     dict(type='HierarchicalPrototypeHook', warmup_epochs=3,
          pipeline=_base_.feat_pipeline, batch_size=256)
 ]
+auto_scale_lr = dict(base_batch_size=64)

@@ -17,3 +17,4 @@ custom_hooks = [
 ]
 model_wrapper_cfg = dict(
     type='MMDistributedDataParallel', find_unused_parameters=True)
+auto_scale_lr = dict(base_batch_size=64)

@@ -7,6 +7,8 @@ model = dict(
     type='HIRL',
     base=_base_.model,
     num_clusters=num_clusters,
+    # the projector in eval mode (docs/fidelity.md, HIRL-SimSiam)
+    proto_branch='online',
     neck=dict(type='HIRLNeck', in_channels=512, num_layers=2),
     head=dict(type='SPDHead', num_neg_path=100),
     loss_weight=1.0)
@@ -17,3 +19,4 @@ custom_hooks = _base_.custom_hooks + [
 ]
 model_wrapper_cfg = dict(
     type='MMDistributedDataParallel', find_unused_parameters=True)
+auto_scale_lr = dict(base_batch_size=64)

@@ -25,3 +25,4 @@ default_hooks = dict(
     rng_state=dict(type='RNGStateHook'))
 model_wrapper_cfg = dict(
     type='MMDistributedDataParallel', find_unused_parameters=True)
+auto_scale_lr = dict(base_batch_size=256)

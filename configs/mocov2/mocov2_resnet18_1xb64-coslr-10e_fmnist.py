@@ -23,3 +23,4 @@ model = dict(
         temperature=0.2))
 
 optim_wrapper = dict(optimizer=dict(lr=0.06))
+auto_scale_lr = dict(base_batch_size=64)

@@ -51,3 +51,4 @@ model = dict(
 
 optim_wrapper = dict(
     optimizer=dict(_delete_=True, type='AdamW', lr=5e-4, weight_decay=0.1))
+auto_scale_lr = dict(base_batch_size=64)

@@ -39,3 +39,4 @@ optim_wrapper = dict(
 custom_hooks = [
     dict(type='SimSiamHook', priority='HIGH', fix_pred_lr=True, lr=lr)
 ]
+auto_scale_lr = dict(base_batch_size=64)

@@ -51,7 +51,23 @@ model = dict(
     cross_scale_heads=[cross_scale_head] * len(grids),
     local_loss_weight=[0.25, 0.25],
     l2g_loss_weight=[0.25, 0.25])
-# the frozen-prototype iterations of SwAVHook also hold the patch
-# prototypes (every parameter named '*prototypes*')
+# SwAVHook + patch-level queues. The frozen-prototype iterations hold every
+# parameter named '*prototypes*': global, patch and cross-scale. Queues
+# scaled from the reference's COCO run (5000 patch rows per scale from
+# epoch 80 of 200 at batch 128 -> 1248 from epoch 4 of 10 at batch 32); the
+# global queue stays off as in the SwAV baseline this config is compared to.
+custom_hooks = [
+    dict(
+        type='SSPRLHook',
+        priority='VERY_HIGH',
+        batch_size=_base_.batch_size,
+        epoch_queue_starts=4,
+        crops_for_assign=[0, 1],
+        feat_dim=128,
+        queue_length=0,
+        patch_queue_lengths=[1248, 1248],
+        frozen_layers_cfg=dict(prototypes=30))
+]
 model_wrapper_cfg = dict(
     type='MMDistributedDataParallel', find_unused_parameters=True)
+auto_scale_lr = dict(base_batch_size=32)

@@ -108,3 +108,4 @@ custom_hooks = [
         queue_length=0,
         frozen_layers_cfg=dict(prototypes=30))
 ]
+auto_scale_lr = dict(base_batch_size=32)

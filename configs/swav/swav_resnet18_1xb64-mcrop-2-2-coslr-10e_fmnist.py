@@ -79,3 +79,4 @@ custom_hooks = [
         queue_length=640,
         frozen_layers_cfg=dict(prototypes=20))
 ]
+auto_scale_lr = dict(base_batch_size=64)

@@ -1,7 +1,8 @@
 from .hierarchical_kmeans import (HierarchicalClustering, check_num_clusters,
-                                  cluster_concentration, hierarchical_kmeans)
+                                  cluster_concentration, hierarchical_kmeans,
+                                  kmeans_plusplus)
 
 __all__ = [
     'HierarchicalClustering', 'check_num_clusters', 'cluster_concentration',
-    'hierarchical_kmeans'
+    'hierarchical_kmeans', 'kmeans_plusplus'
 ]

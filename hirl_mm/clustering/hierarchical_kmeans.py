@@ -1,6 +1,15 @@
-from typing import List, NamedTuple, Optional, Sequence
+import logging
+import time
+from typing import List, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from mmengine.dist import all_gather, get_rank, get_world_size
+from mmengine.logging import print_log
+
+from .lloyd import (PRECISIONS, default_chunk_size, lloyd_kmeans,
+                    normalized_rows)
 
 
 class HierarchicalClustering(NamedTuple):
@@ -16,11 +25,16 @@ class HierarchicalClustering(NamedTuple):
         distances (list[np.ndarray]): ``distances[l]`` is the squared
             distance of every point clustered at level ``l`` (images at level
             0, level ``l - 1`` centroids above) to its centroid.
+        stats (dict, optional): Per level, finest first: ``objective`` (sum
+            of ``distances[l]``), ``nonempty`` (clusters with a member) and
+            ``seconds`` (wall time of the level). None for a clustering made
+            by hand.
     """
     assignments: np.ndarray
     parents: List[np.ndarray]
     centroids: List[np.ndarray]
     distances: List[np.ndarray]
+    stats: Optional[dict] = None
 
     def concentrations(self) -> List[np.ndarray]:
         """Per level, :func:`cluster_concentration` of its clusters."""
@@ -61,10 +75,6 @@ def check_num_clusters(num_points: int,
                 f'{num_clusters[lvl - 1]}).')
 
 
-def _l2_normalize(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 def kmeans_plusplus(points: np.ndarray, k: int, seed: int) -> np.ndarray:
     """Seeded k-means++ initial centroids (D^2 sampling), shape (k, D)."""
     rng = np.random.RandomState(seed)
@@ -86,8 +96,6 @@ def _faiss_kmeans(points, k, init, nredo, seed, **kwargs):
             points.shape[1], k, nredo=nredo, seed=seed, **kwargs)
         kmeans.train(points)
         return kmeans
-    if init != 'kmeans++':
-        raise ValueError(f"init must be 'random' or 'kmeans++', got {init!r}")
     best = None
     for redo in range(nredo):
         kmeans = faiss.Kmeans(points.shape[1], k, seed=seed, **kwargs)
@@ -99,76 +107,288 @@ def _faiss_kmeans(points, k, init, nredo, seed, **kwargs):
     return best
 
 
-def hierarchical_kmeans(features: np.ndarray,
-                        num_clusters: Sequence[int],
-                        niter: int = 20,
-                        nredo: int = 5,
-                        max_points_per_centroid: int = 1000,
-                        min_points_per_centroid: int = 10,
-                        seed: int = 0,
-                        init: str = 'random',
-                        gpu: Optional[bool] = None,
-                        verbose: bool = False) -> HierarchicalClustering:
-    """Cluster ``features`` into a tree of prototypes with faiss k-means.
+def _faiss_level(points, k, seed, niter, nredo, init, max_points_per_centroid,
+                 min_points_per_centroid, verbose):
+    """One level with faiss (GPU when faiss has one): labels, distances,
+    centroids, objective, non-empty clusters."""
+    import faiss
+    gpu = hasattr(faiss, 'get_num_gpus') and faiss.get_num_gpus() > 0
+    kmeans = _faiss_kmeans(
+        points,
+        k,
+        init=init,
+        nredo=nredo,
+        seed=seed,
+        niter=niter,
+        max_points_per_centroid=max_points_per_centroid,
+        min_points_per_centroid=min_points_per_centroid,
+        gpu=gpu,
+        verbose=verbose)
+    dist, labels = kmeans.index.search(points, 1)
+    labels = labels[:, 0].astype(np.int64)
+    return (labels, dist[:, 0], kmeans.centroids, float(dist.sum(dtype=float)),
+            len(np.unique(labels)))
+
+
+def _check_args(backend, init, niter, nredo, max_points_per_centroid,
+                precision, world_size):
+    if backend not in ('torch', 'faiss'):
+        raise ValueError(
+            f"backend must be 'torch' or 'faiss', got {backend!r}.")
+    if init not in ('random', 'kmeans++'):
+        raise ValueError(f"init must be 'random' or 'kmeans++', got {init!r}.")
+    if min(niter, nredo, max_points_per_centroid) < 1:
+        raise ValueError(
+            'niter, nredo and max_points_per_centroid must be positive, got '
+            f'{niter}, {nredo} and {max_points_per_centroid}.')
+    if precision not in PRECISIONS:
+        raise ValueError(
+            f'precision must be one of {PRECISIONS}, got {precision!r}.')
+    if world_size > 1 and backend == 'faiss':
+        raise ValueError(
+            f"backend='faiss' clusters in one process, but {world_size} "
+            "ranks called hierarchical_kmeans: use backend='torch', the "
+            'distributed k-means, or distributed=False on a process that '
+            'holds all the points.')
+    if world_size > 1 and init == 'kmeans++':
+        raise ValueError(
+            f"init='kmeans++' needs all points in one process, but "
+            f'{world_size} ranks called hierarchical_kmeans: use '
+            "init='random', or distributed=False on a process that holds "
+            'all the points.')
+
+
+def _shard_ids(features, sample_idx, num_samples, world_size):
+    """Checks the shards of all ranks alike (a rank alone raising would
+    leave the others waiting in a collective); returns the global ids of
+    the local rows, those of all ranks in rank order, N and every rank's
+    number of rows."""
+    if sample_idx is None:
+        if world_size > 1:
+            raise ValueError(
+                f'sample_idx is required with {world_size} ranks: the '
+                'global id in [0, num_samples) of each row of features.')
+        sample_idx = torch.arange(len(features))
+    sample_idx = torch.as_tensor(sample_idx).cpu()
+    ok_ids = sample_idx.ndim == 1 and not sample_idx.is_floating_point() \
+        and len(sample_idx) == (len(features) if features.ndim else 0)
+    info = torch.tensor([
+        features.ndim,
+        features.shape[0] if features.ndim else 0,
+        features.shape[-1] if features.ndim == 2 else -1,
+        # NaN and Inf survive a float64 sum, which holds no N x D mask.
+        int(bool(torch.isfinite(features.sum(dtype=torch.float64)))),
+        int(ok_ids),
+        sample_idx.numel(),
+        int(sample_idx.min()) if ok_ids and sample_idx.numel() else 0,
+        int(sample_idx.max()) if ok_ids and sample_idx.numel() else -1
+    ])
+    infos = torch.stack(all_gather(info)) if world_size > 1 else info[None]
+    for r, (ndim, n, dim, finite, ok, num_ids, _,
+            _) in enumerate(infos.tolist()):
+        where = f' on rank {r}' if world_size > 1 else ''
+        if ndim != 2:
+            raise ValueError(f'features must be a 2-D (num_points, dim) '
+                             f'array, got {ndim} dimension(s){where}.')
+        if dim != infos[0, 2]:
+            raise ValueError(f'features have {dim} dimensions{where} but '
+                             f'{int(infos[0, 2])} on rank 0.')
+        if not finite:
+            raise ValueError(f'features contain NaN or Inf{where}.')
+        if not ok:
+            raise ValueError(
+                f'sample_idx must be a 1-D integer array of one global id '
+                f'per row of features, got {num_ids} ids for {n} '
+                f'rows{where}.')
+    counts = infos[:, 1].tolist()
+    total = sum(counts)
+    num_samples = total if num_samples is None else int(num_samples)
+    if total != num_samples:
+        raise ValueError(
+            f'The ranks hold {total} rows of features but num_samples is '
+            f'{num_samples}: every id in [0, num_samples) must be held '
+            'once.')
+    lo, hi = int(infos[:, 6].min()), int(infos[:, 7].max())
+    if lo < 0 or hi >= num_samples:
+        raise ValueError(f'sample_idx must lie in [0, {num_samples}), got '
+                         f'ids from {lo} to {hi}.')
+    all_ids = _all_gather_rows(sample_idx.long(), counts, world_size)
+    times = torch.bincount(all_ids, minlength=num_samples)
+    if int(times.max()) > 1:
+        dup = int(times.argmax())
+        raise ValueError(
+            f'sample_idx holds id {dup} {int(times[dup])} times (across '
+            'ranks): every id in [0, num_samples) must be held once.')
+    return sample_idx.long(), all_ids, num_samples, counts
+
+
+def _all_gather_rows(tensor, counts, world_size):
+    """Rows of all ranks in rank order; shards may be uneven or empty."""
+    if world_size == 1:
+        return tensor
+    padded = tensor.new_zeros((max(counts), ) + tensor.shape[1:])
+    padded[:len(tensor)] = tensor
+    return torch.cat([part[:n] for part, n in zip(all_gather(padded), counts)])
+
+
+@torch.no_grad()
+def hierarchical_kmeans(
+        features: Union[torch.Tensor, np.ndarray],
+        num_clusters: Sequence[int],
+        sample_idx: Union[torch.Tensor, np.ndarray, None] = None,
+        num_samples: Optional[int] = None,
+        *,
+        niter: int = 20,
+        nredo: int = 5,
+        max_points_per_centroid: int = 1000,
+        seed: int = 0,
+        init: str = 'random',
+        backend: str = 'torch',
+        chunk_size: Optional[int] = None,
+        verbose: bool = False,
+        min_points_per_centroid: int = 10,
+        precision: str = 'fp32',
+        distributed: Optional[bool] = None) -> HierarchicalClustering:
+    """Cluster L2-normalised features into a tree of prototypes.
 
     Level 0 clusters the points into ``num_clusters[0]`` clusters; level
     ``l`` clusters the L2-normalised centroids of level ``l - 1``. The
-    defaults are the HIRL reference settings; level ``l`` uses seed
-    ``seed + l``, so the result is deterministic for a fixed seed.
+    defaults are the HIRL reference settings (hirl-team/HIRL,
+    ``hirl/utils/clustering.py``, ``run_hkmeans``: faiss, niter 20, nredo 5,
+    1000 points per centroid at most); level ``l`` uses seed ``seed + l``,
+    so the result is deterministic for a fixed seed.
+
+    With ``backend='torch'`` and several ranks this is a collective: each
+    rank passes its own shard of the points and gets the whole result; the
+    features stay where they are (the k-means runs on ``features.device``),
+    ranks exchange per-cluster sums and counts (K x D) per iteration and,
+    once, the ids, labels and distances of the points (O(N)). One rank or
+    W ranks on the same points give the same result. The upper levels
+    (centroids only) are computed alike on every rank.
 
     Args:
-        features (np.ndarray): Points, shape (N, D).
+        features (Tensor | np.ndarray): This rank's points, (n, D). They are
+            L2-normalised chunk by chunk, without a copy of the shard.
         num_clusters (Sequence[int]): Clusters per level, finest first,
             strictly decreasing.
-        niter (int): k-means iterations. Defaults to 20.
-        nredo (int): Restarts; the best is kept. Defaults to 5.
-        max_points_per_centroid (int): faiss subsamples above this.
-            Defaults to 1000.
-        min_points_per_centroid (int): faiss warns below this.
-            Defaults to 10.
+        sample_idx (Tensor | np.ndarray, optional): Global id in
+            [0, num_samples) of each row, (n, ); the ranks' ids together
+            hold every id once. Defaults to ``arange(n)`` (one rank only).
+        num_samples (int, optional): N. Defaults to the total of the
+            shards' sizes.
+        niter (int): Lloyd iterations. Defaults to 20.
+        nredo (int): Restarts; the lowest objective is kept. Defaults to 5.
+        max_points_per_centroid (int): Above ``K x`` this many points, train
+            on a seeded random subsample of that size (as faiss), then
+            assign all points. Defaults to 1000.
         seed (int): Base seed. Defaults to 0.
-        init (str): 'random' (faiss' own, the reference) or 'kmeans++'
-            (seeded D^2 sampling, O(N K D): better on small data sets).
-            Defaults to 'random'.
-        gpu (bool, optional): Use faiss GPU k-means. Defaults to None, i.e.
-            whenever faiss was built with GPUs and one is visible.
-        verbose (bool): Print faiss progress. Defaults to False.
+        init (str): 'random' (faiss' initialisation: K distinct random
+            training points) or 'kmeans++' (seeded D^2 sampling, O(N K D),
+            one process only). Defaults to 'random'.
+        backend (str): 'torch' (this distributed k-means) or 'faiss'
+            (``faiss.Kmeans``, on a GPU when faiss has one; one process
+            only). Defaults to 'torch'.
+        chunk_size (int, optional): Points per assignment GEMM. Defaults to
+            :func:`default_chunk_size` (4096 on CPU, 8192 on a GPU, less for
+            many clusters or few points).
+        verbose (bool): Log every iteration on rank 0. Defaults to False.
+        min_points_per_centroid (int): faiss warns below this many points
+            per centroid (faiss backend). Defaults to 10.
+        precision (str): Assignment GEMM of the torch backend: 'fp32',
+            'tf32' or 'bf16' (CUDA only). Distances are recomputed in fp32
+            to the chosen centroid. Defaults to 'fp32'.
+        distributed (bool, optional): False clusters this process' points
+            alone, with no collective, whatever the world size (e.g. in a
+            metric computed on rank 0 only). Defaults to None: a collective
+            whenever the world size is above 1.
 
     Returns:
-        HierarchicalClustering: assignments, parent maps and centroids.
+        HierarchicalClustering: assignments of all N points in id order,
+        parent maps, centroids, distances and per-level ``stats``, on every
+        rank.
     """
-    features = np.ascontiguousarray(features, dtype=np.float32)
-    if features.ndim != 2:
-        raise ValueError(f'features must be N x D, got {features.shape}.')
-    check_num_clusters(features.shape[0], num_clusters)
-    if gpu is None:
-        import faiss
-        gpu = hasattr(faiss, 'get_num_gpus') and faiss.get_num_gpus() > 0
+    world_size = 1 if distributed is False else get_world_size()
+    _check_args(backend, init, niter, nredo, max_points_per_centroid,
+                precision, world_size)
+    if isinstance(features, np.ndarray):
+        features = torch.from_numpy(features)
+    if not isinstance(features, torch.Tensor):
+        raise TypeError('features must be a torch.Tensor or np.ndarray, got '
+                        f'{type(features).__name__}.')
+    if precision != 'fp32' and features.device.type != 'cuda':
+        raise ValueError(f"precision={precision!r} needs CUDA features, got "
+                         f'features on {features.device}.')
+    ids, all_ids, num_samples, counts = _shard_ids(features, sample_idx,
+                                                   num_samples, world_size)
+    check_num_clusters(num_samples, num_clusters)
+    if num_samples < num_clusters[0] * min_points_per_centroid:
+        print_log(
+            f'k-means of {num_samples} points into {num_clusters[0]} '
+            f'clusters: fewer than {min_points_per_centroid} points per '
+            'centroid.',
+            logger='current',
+            level=logging.DEBUG)
+
+    def log(msg):
+        if verbose and get_rank() == 0:
+            print_log(f'k-means {msg}', logger='current')
 
     parents, centroids, distances = [], [], []
+    stats = dict(objective=[], nonempty=[], seconds=[])
     points = features
     for lvl, k in enumerate(num_clusters):
-        kmeans = _faiss_kmeans(
-            points,
-            int(k),
-            init=init,
-            nredo=nredo,
-            seed=seed + lvl,
-            niter=niter,
-            max_points_per_centroid=max_points_per_centroid,
-            min_points_per_centroid=min_points_per_centroid,
-            gpu=bool(gpu),
-            verbose=verbose)
-        dist, labels = kmeans.index.search(points, 1)
-        labels = labels[:, 0].astype(np.int64)
-        distances.append(dist[:, 0])
-        if lvl == 0:
-            assignments = labels
+        start = time.perf_counter()
+        if backend == 'faiss':
+            pts = normalized_rows(points.cpu(), None, len(points) or 1)
+            labels, dist, cent, obj, nonempty = _faiss_level(
+                pts.numpy(), int(k), seed + lvl, niter, nredo, init,
+                max_points_per_centroid, min_points_per_centroid, verbose)
         else:
-            parents.append(labels)
-        centroids.append(_l2_normalize(kmeans.centroids))
-        points = centroids[-1]
-    return HierarchicalClustering(assignments, parents, centroids, distances)
+            level_ids = ids if lvl == 0 else torch.arange(len(points))
+            num_points = num_samples if lvl == 0 else len(points)
+            res = lloyd_kmeans(
+                points,
+                level_ids,
+                num_points,
+                int(k),
+                niter=niter,
+                nredo=nredo,
+                max_points_per_centroid=max_points_per_centroid,
+                seed=seed + lvl,
+                init=init,
+                chunk_size=chunk_size
+                or default_chunk_size(int(k), num_points, points.device),
+                precision=precision,
+                distributed=lvl == 0 and world_size > 1,
+                log=lambda msg, lvl=lvl: log(f'level {lvl}: {msg}'))
+            labels, dist, cent, obj, nonempty = (res.labels, res.distances,
+                                                 res.centroids, res.objective,
+                                                 res.num_nonempty)
+        labels, dist = torch.as_tensor(labels), torch.as_tensor(dist)
+        if lvl == 0:
+            # One all-gather of (label, distance) pairs, float64 holds both
+            # exactly.
+            pairs = _all_gather_rows(
+                torch.stack([labels.double(), dist.double()], 1).cpu(), counts,
+                world_size)
+            assignments = np.empty(num_samples, dtype=np.int64)
+            assignments[all_ids.numpy()] = pairs[:, 0].long().numpy()
+            dist = np.empty(num_samples, dtype=np.float32)
+            dist[all_ids.numpy()] = pairs[:, 1].float().numpy()
+        else:
+            parents.append(labels.cpu().numpy().astype(np.int64))
+            dist = dist.cpu().numpy().astype(np.float32)
+        distances.append(dist)
+        points = F.normalize(torch.as_tensor(cent).to(features.device), dim=1)
+        centroids.append(points.cpu().numpy())
+        stats['objective'].append(obj)
+        stats['nonempty'].append(nonempty)
+        stats['seconds'].append(time.perf_counter() - start)
+        log(f'level {lvl}: {len(dist)} points into {k} clusters, objective '
+            f'{obj:.6g}, {nonempty} non-empty, '
+            f'{stats["seconds"][-1]:.1f} s')
+    return HierarchicalClustering(assignments, parents, centroids, distances,
+                                  stats)
 
 
 def cluster_concentration(distances: np.ndarray,

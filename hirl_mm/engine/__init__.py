@@ -1,7 +1,14 @@
-from .feature_extractor import extract_backbone_features, extract_features
-from .hooks import FiniteLossCheckHook, HierarchicalPrototypeHook, RNGStateHook
+from .feature_extractor import (extract_backbone_features,
+                                extract_feature_shard, extract_features)
+from .hooks import (FiniteLossCheckHook, HierarchicalPrototypeHook,
+                    RNGStateHook, SSPRLHook)
+from .optimizers import (PerParameterClipAmpOptimWrapper,
+                         PerParameterClipOptimWrapper,
+                         clip_grad_norm_per_parameter_)
 
 __all__ = [
     'FiniteLossCheckHook', 'HierarchicalPrototypeHook', 'RNGStateHook',
-    'extract_backbone_features', 'extract_features'
+    'SSPRLHook', 'PerParameterClipOptimWrapper',
+    'PerParameterClipAmpOptimWrapper', 'clip_grad_norm_per_parameter_',
+    'extract_backbone_features', 'extract_feature_shard', 'extract_features'
 ]

@@ -6,7 +6,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 from mmengine.dataset import DefaultSampler
-from mmengine.dist import all_gather, gather, get_rank, get_world_size
+from mmengine.dist import (all_gather, gather, get_comm_device, get_rank,
+                           get_world_size)
 from mmengine.runner import Runner
 from mmengine.utils import ProgressBar
 from torch.utils.data import DataLoader
@@ -53,6 +54,9 @@ def extract_features(
     cover every image exactly once: the sampler must split the data set
     without padding (``DefaultSampler(round_up=False)``, which a loader
     config is given here).
+    Every tensor handed to a collective is on
+    ``mmengine.dist.get_comm_device()`` (a CUDA device under NCCL). The hook
+    uses :func:`extract_feature_shard` instead, which gathers nothing.
 
     Args:
         feat_fn (Callable): Maps a batch of (preprocessed) inputs to (B, D)
@@ -78,35 +82,85 @@ def extract_features(
     if isinstance(dataloader, dict):
         dataloader = Runner.build_dataloader(_unpadded(dataloader))
     num_images = len(dataloader.dataset)
-    was_training = model is not None and model.training
-    if model is not None:
-        model.eval()
-    try:
-        feats, columns = _embed_shard(
-            feat_fn, dataloader,
-            None if model is None else model.data_preprocessor, label_keys,
-            progress)
-    finally:
-        if model is not None:
-            model.train(was_training)
-
+    feats, columns = _embed(feat_fn, dataloader, model, label_keys, progress,
+                            torch.device('cpu'))
+    # NCCL takes tensors on its device only, and mmengine's `gather` does
+    # not move its input (its `all_gather` does): move both explicitly.
+    comm = get_comm_device()
+    feats, columns = feats.to(comm), columns.to(comm)
     if dst is None:
         feat_parts, column_parts = all_gather(feats), all_gather(columns)
     else:
         feat_parts, column_parts = gather(feats, dst), gather(columns, dst)
         if get_rank() != dst:
             return None
-    return _assemble(feat_parts, column_parts, num_images, label_keys)
+    return _assemble([f.cpu() for f in feat_parts],
+                     [c.cpu() for c in column_parts], num_images, label_keys)
 
 
-def _embed_shard(feat_fn: Callable, dataloader: DataLoader,
-                 preprocess: Optional[Callable], label_keys: Sequence[str],
-                 progress: bool) -> Tuple[torch.Tensor, torch.Tensor]:
-    """This rank's preallocated shard: features (S, D) and, per row, its
-    ``sample_idx`` and labels (1 + K, S), S = ceil(N / world_size)."""
+@torch.no_grad()
+def extract_feature_shard(
+        feat_fn: Callable[[torch.Tensor], torch.Tensor],
+        dataloader: Loader,
+        model: Optional[nn.Module] = None,
+        progress: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+    """This rank's features, kept where ``feat_fn`` computes them (e.g. on
+    the training GPU), and their ``sample_idx``: no collective at all.
+
+    The shard-only mode of :func:`extract_features` (same arguments), for
+    consumers that are collectives themselves, such as the distributed
+    :func:`~hirl_mm.clustering.hierarchical_kmeans`. A rank the sampler
+    gives no image returns empty tensors.
+
+    Returns:
+        tuple[Tensor, Tensor]: ``feats`` (S, D) and ``sample_idx`` (S, ),
+        S <= ceil(N / world_size), on ``feat_fn``'s output device.
+    """
+    if isinstance(dataloader, dict):
+        dataloader = Runner.build_dataloader(_unpadded(dataloader))
+    feats, columns = _embed(
+        feat_fn, dataloader, model, (), progress, None, shard_only=True)
+    if feats is None:
+        return torch.zeros(0, 0), torch.zeros(0, dtype=torch.long)
+    filled = int((columns[0] >= 0).sum())  # a prefix: a view, not a copy
+    return feats[:filled], columns[0, :filled].to(feats.device)
+
+
+def _embed(feat_fn: Callable,
+           dataloader: DataLoader,
+           model: Optional[nn.Module],
+           label_keys: Sequence[str],
+           progress: bool,
+           device: Optional[torch.device],
+           shard_only: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_embed_shard` with ``model`` in eval mode (then restored)."""
+    was_training = model is not None and model.training
+    if model is not None:
+        model.eval()
+    try:
+        return _embed_shard(feat_fn, dataloader,
+                            None if model is None else model.data_preprocessor,
+                            label_keys, progress, device, shard_only)
+    finally:
+        if model is not None:
+            model.train(was_training)
+
+
+def _embed_shard(
+        feat_fn: Callable,
+        dataloader: DataLoader,
+        preprocess: Optional[Callable],
+        label_keys: Sequence[str],
+        progress: bool,
+        device: Optional[torch.device],
+        shard_only: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+    """This rank's preallocated shard: features (S, D) on ``device`` (None:
+    where ``feat_fn`` puts them) and, per row, its ``sample_idx`` and labels
+    (1 + K, S) on the CPU, S = ceil(N / world_size)."""
     rank, world = get_rank(), get_world_size()
     num_images = len(dataloader.dataset)
-    size = -(-num_images // world)
+    # a shard-only loader may be this rank's own (e.g. on a Subset)
+    size = len(dataloader.sampler) if shard_only else -(-num_images // world)
     feats, filled = None, 0
     # -1: an unused row of a shorter shard
     columns = torch.full((1 + len(label_keys), size), -1, dtype=torch.long)
@@ -114,12 +168,14 @@ def _embed_shard(feat_fn: Callable, dataloader: DataLoader,
     for data in dataloader:
         if preprocess is not None:
             data = preprocess(data, False)
-        out = feat_fn(data['inputs']).cpu()
+        out = feat_fn(data['inputs'])
+        if device is not None:
+            out = out.to(device)
         if filled + len(out) > size:
             raise RuntimeError(
-                f'Rank {rank} was given more than ceil({num_images} / '
-                f'{world}) = {size} images: the sampler must split the data '
-                'set into shards without padding or repeats.')
+                f'Rank {rank} was given more than {size} images (of '
+                f'{num_images}, {world} ranks): the sampler must split the '
+                'data set into shards without padding or repeats.')
         if feats is None:
             feats = out.new_zeros(size, out.shape[1])
         rows = slice(filled, filled + len(out))
@@ -132,7 +188,7 @@ def _embed_shard(feat_fn: Callable, dataloader: DataLoader,
         filled += len(out)
         if bar is not None:
             bar.update()
-    if feats is None:
+    if feats is None and not shard_only:
         # the feature size, hence the shard, is only known from a batch
         raise ValueError(f'Rank {rank} received no images to embed '
                          f'({num_images} images, {world} ranks).')

@@ -11,7 +11,7 @@
 # Results: WORK_DIR/{det,seg}_NAME/*/vis_data/scalars.json (last line).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-PY=${PYTHON:-$ROOT/.venv/bin/python}
+. "$ROOT/tools/_python.sh"  # PYTHON: the project's, no venv to activate
 WORK=$1; shift
 DET=$ROOT/configs/benchmarks/mmdetection/mask-rcnn_r18_fpn_1xb8-100it_fmnist-paste-64x64.py
 SEG=$ROOT/configs/benchmarks/mmsegmentation/fcn_r18-d8_1xb8-100it_fmnist-paste-64x64.py
@@ -30,10 +30,10 @@ run() {  # TASK CONFIG NAME CKPT
   opts+=($extra)
   # one --cfg-options: argparse keeps only the last one
   [ ${#opts[@]} = 0 ] || args+=(--cfg-options "${opts[@]}")
-  "$PY" "$ROOT/tools/train.py" "$2" "${args[@]}"
+  "$PYTHON" "$ROOT/tools/train.py" "$2" "${args[@]}"
 }
 for task in ${TASKS:-det seg}; do
-  config=$DET; [ $task = seg ] && config=$SEG
+  config=$DET; [ "$task" = seg ] && config=$SEG
   run $task "$config" random none
   for pair in "$@"; do
     run $task "$config" "${pair%%=*}" "${pair#*=}"

@@ -15,3 +15,4 @@ param_scheduler = [
     dict(type='MultiStepLR', by_epoch=True, milestones=[12, 16], gamma=0.2)
 ]
 train_cfg = dict(max_epochs=max_epochs)
+auto_scale_lr = dict(base_batch_size=256)  # 8 GPUs x 32

@@ -33,3 +33,4 @@ train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs,
                  val_interval=max_epochs)
 val_cfg = dict()
 test_cfg = dict()
+auto_scale_lr = dict(base_batch_size=256)  # 1 GPU x 256

@@ -8,3 +8,4 @@ custom_imports = dict(imports=['hirl_mm'], allow_failed_imports=False)
 param_scheduler = [
     dict(type='MultiStepLR', by_epoch=True, milestones=[60, 80], gamma=0.1)
 ]
+auto_scale_lr = dict(base_batch_size=256)  # 8 GPUs x 32

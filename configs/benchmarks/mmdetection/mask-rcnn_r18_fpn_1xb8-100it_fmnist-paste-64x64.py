@@ -117,3 +117,4 @@ default_hooks = dict(
 log_processor = dict(by_epoch=False)
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0)
+auto_scale_lr = dict(base_batch_size=8)

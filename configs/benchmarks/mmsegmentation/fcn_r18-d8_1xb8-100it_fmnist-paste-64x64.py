@@ -80,3 +80,4 @@ default_hooks = dict(
     checkpoint=dict(by_epoch=False, interval=max_iters))
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0)
+auto_scale_lr = dict(base_batch_size=8)

@@ -15,3 +15,4 @@ model = dict(
         type='ResNet',
         depth=50,
         init_cfg=dict(type='Pretrained', checkpoint='', prefix='backbone.')))
+auto_scale_lr = dict(base_batch_size=16)

@@ -20,3 +20,4 @@ model = dict(
         final_norm=False,
         drop_path_rate=0.1,
         init_cfg=dict(type='Pretrained', checkpoint='', prefix='backbone.')))
+auto_scale_lr = dict(base_batch_size=16)

@@ -43,6 +43,8 @@ class RNGStateHook(Hook):
             return
         random.setstate(state['python'])
         np.random.set_state(state['numpy'])
-        torch.set_rng_state(state['torch'])
+        # a resumed checkpoint is mapped to the training device, while the
+        # generators take CPU byte tensors (seen on a GPU under NCCL)
+        torch.set_rng_state(state['torch'].cpu())
         if 'cuda' in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state['cuda'])
+            torch.cuda.set_rng_state_all([s.cpu() for s in state['cuda']])

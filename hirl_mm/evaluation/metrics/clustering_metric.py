@@ -19,7 +19,9 @@ class ClusteringMetric(FeatureMetric):
     Args:
         seed (int): k-means seed. Defaults to 0.
         kmeans_cfg (dict, optional): More :func:`hierarchical_kmeans`
-            arguments. Defaults to k-means++ initialisation.
+            arguments. Defaults to k-means++ initialisation. The metric
+            runs on rank 0 alone (``compute_metrics``), so the k-means is
+            never a collective (``distributed=False``).
     """
 
     default_prefix = 'clustering'
@@ -41,7 +43,10 @@ class ClusteringMetric(FeatureMetric):
         for level, labels in label_levels(results).items():
             k = len(np.unique(labels))
             preds = hierarchical_kmeans(
-                feats, [k], seed=self.seed, **self.kmeans_cfg).assignments
+                feats, [k],
+                seed=self.seed,
+                distributed=False,
+                **self.kmeans_cfg).assignments
             metrics.update({
                 f'{name}_{level}': value
                 for name, value in clustering_scores(labels, preds).items()

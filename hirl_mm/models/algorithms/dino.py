@@ -40,7 +40,9 @@ class DINO(BaseSelfSupervisor):
         num_global_views (int): Number of global crops (the first views).
             Defaults to 2.
         freeze_last_layer_epochs (int): Epochs during which the last layer
-            of the student's neck gets no gradient. Defaults to 0.
+            of the student's neck gets no gradient (DINO's
+            ``--freeze_last_layer``). Defaults to 1 (epoch 0, DINO's
+            default).
         pretrained (str, optional): Checkpoint. Defaults to None.
         data_preprocessor (dict, optional): Defaults to
             ``SelfSupDataPreprocessor``.
@@ -54,7 +56,7 @@ class DINO(BaseSelfSupervisor):
                  base_momentum: float = 0.004,
                  end_momentum: float = 0.,
                  num_global_views: int = 2,
-                 freeze_last_layer_epochs: int = 0,
+                 freeze_last_layer_epochs: int = 1,
                  pretrained: Optional[str] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[Union[List[dict], dict]] = None) -> None:

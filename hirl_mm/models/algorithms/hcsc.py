@@ -24,25 +24,30 @@ class HCSC(HierarchicalPrototypeMixin, MoCo):
 
     - instance-wise selective coding: for level l a queue key k_j stays a
       negative of query i with probability ``1 - p_l(c_l(i) | k_j)``, where
-      ``p_l(c | k) = softmax_c(k . c / phi_c)`` (clamped at 0.999)
+      ``p_l(c | k) = softmax_c(k . c / phi_c)``, clamped to [0, 0.999]
       (:func:`instance_selective_loss`);
     - prototypical selective coding: the positive is the query's prototype,
       negatives are the prototypes no sample of the batch is assigned to;
       below the top level a negative c_j is kept with probability
       ``1 - softmax_u(c_j . u / phi'_u)[parent of the positive]`` over the
-      next level's prototypes u (:func:`prototype_selective_loss`).
+      next level's prototypes u, clamped to [1e-4, 0.999]
+      (:func:`prototype_selective_loss`).
 
     Before the first clustering it is plain MoCo (``loss``). Views after
     the query and the key are local crops (multi-crop): each is another query
-    of the same key, with the same terms averaged over the crops
-    (``loss_local`` / ``loss_ins_local`` and ``loss_proto_local``).
+    of the same key and keeps the query's drawn queue negatives. As the
+    reference (gyfastas/HCSC ``pretrain.py``, ``train``), their terms are
+    summed, one per local crop and level: ``loss_local`` (MoCo, before the
+    clustering), ``loss_ins_local = sum_crops sum_l L_ins^l`` and
+    ``loss_proto_local = sum_crops (1 / L) sum_l L_proto^l``.
 
     Args:
         num_clusters (Sequence[int]): Prototypes per level, finest first.
-        drop_mode (str): How a discarded queue negative leaves the InfoNCE:
-            'drop' removes it from the denominator (the paper's reading,
-            default); 'zero' multiplies its logit by 0 (the reference
-            code's: exp(0) stays in the denominator).
+        drop_mode (str): How a discarded negative (queue key or prototype)
+            leaves its cross-entropy: 'drop' removes it from the
+            denominator (the paper's reading, default); 'zero' multiplies
+            its logit by 0 (the reference code's, in both terms: exp(0)
+            stays in the denominator).
         **kwargs: :class:`mmpretrain.models.MoCo` arguments.
     """
 
@@ -74,11 +79,12 @@ class HCSC(HierarchicalPrototypeMixin, MoCo):
             lvl (int): The level.
         """
         protos = self.prototypes
+        # the stored tree's sizes: a checkpoint may hold another tree
+        size = protos.cluster_sizes[lvl]
         if lvl + 1 == protos.num_levels:
-            return prototype_negatives(paths[:, lvl], protos.num_clusters[lvl])
+            return prototype_negatives(paths[:, lvl], size)
         parent_conc = self.temperature * protos.concentrations[lvl + 1]
-        return prototype_negatives(paths[:, lvl], protos.num_clusters[lvl],
-                                   protos.centroids[lvl],
+        return prototype_negatives(paths[:, lvl], size, protos.centroids[lvl],
                                    protos.centroids[lvl + 1], parent_conc,
                                    paths[:, lvl + 1])
 
@@ -99,7 +105,7 @@ class HCSC(HierarchicalPrototypeMixin, MoCo):
             loss_proto = loss_proto + prototype_selective_loss(
                 q, protos.centroids[lvl],
                 self.temperature * protos.concentrations[lvl], paths[:, lvl],
-                self.proto_negatives(paths, lvl))
+                self.proto_negatives(paths, lvl), self.drop_mode)
         return loss_ins, loss_proto / len(keeps)
 
     def loss(self, inputs: List[torch.Tensor], data_samples: List[DataSample],
@@ -107,7 +113,8 @@ class HCSC(HierarchicalPrototypeMixin, MoCo):
         """Views: query, key, then optional local crops (multi-crop).
 
         Each local crop is another query of the same key; its terms are
-        averaged over the local crops and logged as ``*_local``.
+        summed over the local crops (as the reference) and logged as
+        ``*_local``.
         """
         im_q, im_k = inputs[0], inputs[1]
         q = self._encode(im_q)  # B x D
@@ -119,6 +126,12 @@ class HCSC(HierarchicalPrototypeMixin, MoCo):
             im_k, idx_unshuffle = batch_shuffle_ddp(im_k)
             k = F.normalize(self.encoder_k(im_k)[0], dim=1)
             k = batch_unshuffle_ddp(k, idx_unshuffle)
+        # the prototypes' features of the trained images, for the hook's
+        # feature_source='memory_bank' (a no-op otherwise)
+        self.record_proto_feat(
+            k,
+            torch.as_tensor([ds.sample_idx for ds in data_samples],
+                            device=k.device))
         queue = self.queue.clone().detach()  # D x K
 
         protos = self.prototypes
@@ -126,8 +139,7 @@ class HCSC(HierarchicalPrototypeMixin, MoCo):
             losses = dict(loss=self._moco_loss(q, k, queue))
             if local_qs:
                 losses['loss_local'] = sum(
-                    self._moco_loss(lq, k, queue)
-                    for lq in local_qs) / len(local_qs)
+                    self._moco_loss(lq, k, queue) for lq in local_qs)
         else:
             sample_idx = torch.as_tensor(
                 [ds.sample_idx for ds in data_samples], device=q.device)
@@ -149,10 +161,8 @@ class HCSC(HierarchicalPrototypeMixin, MoCo):
                     self._selective_terms(lq, k, queue, paths, keeps)
                     for lq in local_qs
                 ]
-                losses['loss_ins_local'] = sum(t[0]
-                                               for t in terms) / len(terms)
-                losses['loss_proto_local'] = sum(t[1]
-                                                 for t in terms) / len(terms)
+                losses['loss_ins_local'] = sum(t[0] for t in terms)
+                losses['loss_proto_local'] = sum(t[1] for t in terms)
         self._dequeue_and_enqueue(k)
         return losses
 

@@ -1,18 +1,26 @@
-from typing import Dict, List, Optional, Sequence, Union
+from contextlib import contextmanager, nullcontext
+from functools import partial
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
+from mmengine.dist import (all_gather, all_reduce, get_comm_device,
+                           get_world_size)
 from mmengine.model import BaseModel
 from mmpretrain.models.necks import SwAVNeck
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from hirl_mm.utils import global_pool, pooled_embedding
 from ..utils import HierarchicalPrototypeMixin
+from ..utils.row_pairing import match_views, row_hashes, row_offset, tensors_in
 
 # Sub-modules of common MMPretrain algorithms that hold the momentum /
 # teacher branch, i.e. ``Sequential(backbone, neck)`` averaged copies.
 MOMENTUM_BRANCHES = ('encoder_k', 'momentum_encoder', 'target_net', 'teacher')
+# Prototype spaces of the online branch (``proto_branch`` values).
+ONLINE_BRANCHES = ('online', 'online_batch_stats', 'predictor')
 # Necks that take a list of backbone outputs, one per crop resolution.
 MULTI_RESOLUTION_NECKS = (SwAVNeck, )
 
@@ -23,20 +31,19 @@ def _first_tensor(out) -> torch.Tensor:
     return out
 
 
-def first_view(proj: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """The first view's rows of a projection of all views at once.
-
-    Multi-crop algorithms (e.g. SwAV) project every crop in one call:
-    (V * B, D) with the views stacked view by view, first view first.
-    """
-    if proj.shape[0] == batch_size:
-        return proj
-    if proj.shape[0] > batch_size and proj.shape[0] % batch_size == 0:
-        return proj[:batch_size]  # V*B x D -> B x D
-    raise RuntimeError(
-        f'The captured online projection has {proj.shape[0]} rows, which is '
-        f'not a multiple of the batch size {batch_size}: `proj_module` '
-        'must output one row per image (per view).')
+@contextmanager
+def batch_statistics(module: nn.Module):
+    """Normalise by the batch's statistics in the norm layers of ``module``,
+    leaving their running statistics untouched."""
+    norms = [m for m in module.modules() if isinstance(m, _BatchNorm)]
+    saved = [(m.training, m.track_running_stats) for m in norms]
+    for m in norms:
+        m.training, m.track_running_stats = True, False
+    try:
+        yield
+    finally:
+        for m, (training, track) in zip(norms, saved):
+            m.training, m.track_running_stats = training, track
 
 
 @MODELS.register_module()
@@ -45,13 +52,21 @@ class HIRL(HierarchicalPrototypeMixin, BaseModel):
 
     The base algorithm trains as usual and learns the finest semantics; its
     online projection (captured from ``proj_module``'s first call in a step,
-    so the backbone never runs twice; the first view's rows when all crops
-    are projected at once, as in SwAV) goes through :class:`HIRLNeck` to one
+    so the backbone never runs twice) goes through :class:`HIRLNeck` to one
     embedding per prototype level and :class:`SPDHead` discriminates the
     image's own root-to-leaf path of prototypes from sampled ones. The
     prototypes are built by :class:`HierarchicalPrototypeHook` through the
     :class:`HierarchicalPrototypeMixin` interface; before the first
     clustering only the base losses are returned.
+
+    Which sample each projection row belongs to is established, not
+    assumed (algorithms stack views their own way: SimCLR interleaves
+    them, SwAV concatenates them): the rows are traced to the images that
+    reached ``backbone`` and those are matched to the input views
+    (``inputs[v][b]``) exactly (:mod:`..utils.row_pairing`). SPD embeds the
+    rows of the first view that has all its images among them, in sample
+    order; a batch where no view can be paired (images mixed or changed
+    before the backbone) raises an error.
 
     Checkpoints keep the base algorithm's key names (``backbone.*``,
     ``neck.*``, ...), so MMPretrain/mmdet/mmseg configs load them with
@@ -67,18 +82,23 @@ class HIRL(HierarchicalPrototypeMixin, BaseModel):
         proj_module (str): Dotted path, inside ``base``, of the module whose
             first output in a training step is the online projection.
             Defaults to 'neck'.
-        proto_branch (str, optional): Dotted path, inside ``base``, of the
-            branch the prototype features come from: a module mapping images
-            to projections (e.g. 'momentum_encoder'), or 'online' for
-            ``neck(backbone(x))``. Defaults to None: the first of
+        proto_branch (str, optional): The space the prototypes live in:
+            'online' (``neck(backbone(x))``, the neck as the model's mode
+            has it: running statistics during extraction),
+            'online_batch_stats' (the same, the neck's norm layers using
+            the extraction batch's statistics), 'predictor' (then
+            ``head.predictor``, as SimSiam / BYOL have), or the dotted path,
+            inside ``base``, of a module mapping images to projections
+            (e.g. 'momentum_encoder'). Defaults to None: the first of
             'encoder_k', 'momentum_encoder', 'target_net', 'teacher' that
-            ``base`` has,
-            else 'online'.
+            ``base`` has, else 'online'.
         reassign_each_iter (bool): Refresh the positive paths every
-            iteration from the batch's captured projections (nearest level-0
-            prototype, then its ancestors) instead of the hook's per-epoch
-            assignments, as HIRL-SwAV does. The projections must live in the
-            prototypes' space (``proto_branch='online'``). Defaults to False.
+            iteration from the batch (nearest level-0 prototype, then its
+            ancestors) instead of the hook's per-epoch assignments, as
+            HIRL-SwAV does: from the projection of the view after the one
+            SPD embeds (swapped, as the reference). The prototypes must be
+            built from the online projection (``proto_branch`` 'online' or
+            'online_batch_stats'). Defaults to False.
         data_preprocessor (dict, optional): Passed to ``base``.
         init_cfg (dict, optional): Initialization config. Defaults to None.
     """
@@ -111,14 +131,21 @@ class HIRL(HierarchicalPrototypeMixin, BaseModel):
         if proto_branch is None:
             proto_branch = next(
                 (b for b in MOMENTUM_BRANCHES if hasattr(base, b)), 'online')
-        if proto_branch != 'online':
+        if proto_branch == 'predictor' and not hasattr(
+                getattr(base, 'head', None), 'predictor'):
+            raise ValueError(
+                "`proto_branch='predictor'` needs a predictor in the base "
+                f'head (`head.predictor`, as SimSiam and BYOL have); '
+                f'{type(base).__name__} has none.')
+        elif proto_branch not in ONLINE_BRANCHES:
             self._find(proto_branch, 'proto_branch')
         self.proto_branch = proto_branch
-        if reassign_each_iter and proto_branch != 'online':
+        if reassign_each_iter and proto_branch not in ONLINE_BRANCHES[:2]:
             raise ValueError(
                 '`reassign_each_iter=True` assigns the online projection to '
                 'the prototypes, so they must be built from it: set '
-                f"`proto_branch='online'` (got {proto_branch!r}).")
+                "`proto_branch='online'` or 'online_batch_stats' (got "
+                f'{proto_branch!r}).')
         self.reassign_each_iter = reassign_each_iter
 
         self.init_prototypes(num_clusters)
@@ -164,49 +191,207 @@ class HIRL(HierarchicalPrototypeMixin, BaseModel):
     @torch.no_grad()
     def extract_proto_feat(self, inputs: torch.Tensor) -> torch.Tensor:
         """Normalised projections the prototypes are built from, (B, D)."""
-        if self.proto_branch == 'online':
-            feats = self.base.backbone(inputs)
-            if isinstance(self.base.neck, MULTI_RESOLUTION_NECKS):
-                feats = [feats]
-            out = self.base.neck(feats)
-        else:
+        if self.proto_branch not in ONLINE_BRANCHES:
             out = self._find(self.proto_branch, 'proto_branch')(inputs)
+            return pooled_embedding(_first_tensor(out))
+        feats = self.base.backbone(inputs)
+        if isinstance(self.base.neck, MULTI_RESOLUTION_NECKS):
+            feats = [feats]
+        # a single image has no batch statistics: running ones for it
+        with batch_statistics(self.base.neck) \
+                if self.proto_branch == 'online_batch_stats' \
+                and len(inputs) > 1 else nullcontext():
+            out = self.base.neck(feats)
+        if self.proto_branch == 'predictor':
+            out = self.base.head.predictor([_first_tensor(out)])
         return pooled_embedding(_first_tensor(out))
+
+    @property
+    def _recording(self) -> bool:
+        bank = self.memory_bank
+        return bank is not None and bank.recording
 
     def loss(self, inputs: List[torch.Tensor],
              data_samples: List[DataSample]) -> Dict[str, torch.Tensor]:
-        captured = []
-        handle = self._find(self.proj_module, 'proj_module') \
-            .register_forward_hook(
-                lambda m, i, o: captured.append(_first_tensor(o))
-                if not captured else None)
+        recording = self._recording
+        calls, proj, branch = [], [], []
+
+        def on_backbone(module, args, kwargs, out):
+            if not proj:  # the calls whose rows the projection may hold
+                images = args[0] if args else next(iter(kwargs.values()))
+                calls.append((images, tensors_in(out)))
+
+        def first_call(store):
+            return lambda m, args, out: store.append(
+                (tensors_in(args), _first_tensor(out))) if not store else None
+
+        hooks = [
+            self.base.backbone.register_forward_hook(
+                on_backbone, with_kwargs=True),
+            self._find(self.proj_module,
+                       'proj_module').register_forward_hook(first_call(proj))
+        ]
+        if recording and self.proto_branch not in ONLINE_BRANCHES[:2]:
+            module = self._find(
+                'head.predictor' if self.proto_branch == 'predictor' else
+                self.proto_branch, 'proto_branch')
+            hooks.append(module.register_forward_hook(first_call(branch)))
         try:
             losses = self.base.loss(inputs, data_samples)
         finally:
-            handle.remove()
-        if not captured:
+            for hook in hooks:
+                hook.remove()
+        if not proj:
             raise RuntimeError(
                 f'HIRL found no online projection: `proj_module='
                 f'{self.proj_module!r}` was not called by '
                 f'{type(self.base).__name__}.loss(). Set `proj_module` to the '
                 'module whose output the base loss uses.')
+        if not (self.prototypes.ready or recording):
+            return losses
+
+        views = list(inputs) if isinstance(inputs, (list, tuple)) \
+            else [inputs]
+        proj_in, proj_out = proj[0]
+        index = self._pair_projection(calls, proj_in, len(proj_out), views)
+        view, rows = self._paired_view(index, 'the online projection')
+        sample_idx = torch.as_tensor([ds.sample_idx for ds in data_samples],
+                                     device=proj_out.device)
+        if recording:
+            self._record(proj_out, rows, branch, views, sample_idx)
         if not self.prototypes.ready:
             return losses
 
-        proj = first_view(global_pool(captured[0]), len(data_samples))
-        embeddings = self.hirl_neck(proj)
+        proj_all = global_pool(proj_out)  # rows x D
+        embeddings = self.hirl_neck(proj_all[rows])
         if self.reassign_each_iter:
-            pos_paths = self.prototypes.assign(proj.detach())  # B x L
+            # swapped, as the reference: the other view's projection
+            _, other = self._paired_view(
+                index, 'the online projection (a second view, for '
+                '`reassign_each_iter`)',
+                after=view)
+            pos_paths = self.prototypes.assign(proj_all[other].detach())
         else:
-            sample_idx = torch.as_tensor(
-                [ds.sample_idx for ds in data_samples], device=proj.device)
             pos_paths = self.prototypes.paths(sample_idx)  # B x L
+        # drawn from the stored tree, which a checkpoint may have sized
         neg_leaves = self.hirl_head.sample_negatives(
-            len(proj), self.num_clusters[0], proj.device)
+            len(rows), self.prototypes.cluster_sizes[0], proj_all.device)
         neg_paths = self.prototypes.expand_paths(neg_leaves)  # B x K x L
         losses['loss_spd'] = self.loss_weight * self.hirl_head.loss(
             embeddings, pos_paths, self.prototypes.centroids, neg_paths)
         return losses
+
+    def _pair_projection(self, calls: list, proj_in: List[torch.Tensor],
+                         num_rows: int,
+                         views: List[torch.Tensor]) -> torch.Tensor:
+        """(V, B) row of the projection holding view v of sample b, -1 where
+        none: its inputs traced to backbone calls, their images to views."""
+        segments = []
+        for t in proj_in:
+            for images, outs in calls:
+                offset = next((o for o in map(partial(row_offset, t), outs)
+                               if o is not None), None)
+                if offset is not None:
+                    segments.append(images[offset:offset + len(t)])
+                    break
+            else:
+                raise RuntimeError(
+                    f'HIRL cannot pair the online projection with the '
+                    f'samples: an input of `{self.proj_module}` '
+                    f'({tuple(t.shape)}) is not made of whole rows of an '
+                    f'output of `backbone` in {type(self.base).__name__}.'
+                    'loss() (computed from it in between?).')
+        if sum(map(len, segments)) != num_rows:
+            raise RuntimeError(
+                f'HIRL cannot pair the online projection with the samples: '
+                f'`{self.proj_module}` output {num_rows} rows from inputs of '
+                f'{[len(s) for s in segments]} rows.')
+        return match_views(segments, views)
+
+    @staticmethod
+    def _paired_view(index: torch.Tensor,
+                     what: str,
+                     after: int = -1) -> Tuple[int, torch.Tensor]:
+        """The first view after ``after`` with a row for every sample, and
+        those rows in sample order."""
+        full = (index >= 0).all(1).nonzero()[:, 0]
+        full = full[full > after]
+        if not len(full):
+            raise RuntimeError(
+                f'HIRL cannot pair the rows of {what} with the samples: no '
+                f'input view after view {after} has all of its '
+                f'{index.shape[1]} images among the images that reached the '
+                f'backbone (images found per view: '
+                f'{(index >= 0).sum(1).tolist()}). Inputs mixed or changed '
+                'before the backbone (e.g. MixMIM, CutMix) are not '
+                'supported.')
+        view = int(full[0])
+        return view, index[view]
+
+    def _record(self, proj_out: torch.Tensor, rows: torch.Tensor, branch: list,
+                views: List[torch.Tensor], sample_idx: torch.Tensor) -> None:
+        """Hand this step's prototype-branch projections to the memory
+        bank."""
+        if self.proto_branch in ONLINE_BRANCHES[:2]:
+            feats = global_pool(proj_out)[rows]
+        elif not branch:
+            raise RuntimeError(
+                f'HIRL cannot record prototype features: `{self.proto_branch}`'
+                f' was not called by {type(self.base).__name__}.loss().')
+        elif self.proto_branch == 'predictor':
+            (pred_in, *_), pred_out = branch[0]
+            offset = row_offset(pred_in, proj_out)
+            if offset is None or int(rows.min()) < offset or \
+                    int(rows.max()) - offset >= len(pred_out):
+                raise RuntimeError(
+                    'HIRL cannot record prototype features: the first call '
+                    'of `head.predictor` does not predict from the rows of '
+                    'the captured online projection.')
+            feats = global_pool(pred_out)[rows - offset]
+        else:
+            branch_in, branch_out = branch[0]
+            self._record_matched(
+                global_pool(branch_out), branch_in[0], views, sample_idx)
+            return
+        self.record_proto_feat(feats.detach(), sample_idx)
+
+    def _record_matched(self, feats: torch.Tensor, images: torch.Tensor,
+                        views: List[torch.Tensor],
+                        sample_idx: torch.Tensor) -> None:
+        """Record a momentum branch's rows by the sample their image is a
+        view of. Under several processes the images are paired against
+        every rank's views (MoCo's batch shuffle sends key images to other
+        ranks): an all-gather of O(B) hashes, never of images or features.
+        """
+        V, B = len(views), len(views[0])
+        device = feats.device
+        table = torch.stack([
+            torch.stack([row_hashes(v).to(device) for v in views]),
+            sample_idx.to(device).expand(V, B),
+            torch.arange(V, device=device)[:, None].expand(V, B),
+            torch.ones(V, B, dtype=torch.long, device=device)
+        ]).flatten(1)  # 4 x VB: hash, sample, view, valid
+        world_size = get_world_size()
+        if world_size > 1:
+            comm = get_comm_device()
+            width = torch.tensor([table.shape[1]], device=comm)
+            all_reduce(width, op='max')  # the last batches may differ
+            padded = table.new_zeros(4, int(width)).to(comm)
+            padded[:, :table.shape[1]] = table.to(comm)
+            table = torch.cat(all_gather(padded), dim=1).to(device)
+        table = table[:, table[2].argsort(stable=True)]  # lowest view first
+        eq = (row_hashes(images).to(device)[:, None] == table[0][None]) \
+            & table[3].bool()[None]
+        found = eq.any(1).nonzero()[:, 0]
+        if not len(found) and world_size == 1:
+            raise RuntimeError(
+                f'HIRL cannot record prototype features: no image that '
+                f'reached `{self.proto_branch}` is one of the input views.')
+        col = eq[found].int().argmax(1)
+        # the bank keeps an image's last row: the lowest view last
+        order = table[2, col].argsort(descending=True, stable=True)
+        self.record_proto_feat(feats[found[order]].detach(), table[1,
+                                                                   col[order]])
 
     @staticmethod
     def _strip_base_prefix(module, state_dict, prefix, local_metadata):

@@ -31,8 +31,14 @@ class SSPRL(SwAV):
     train SwAV as usual (``head``, the queue of ``SwAVHook``); every scale's
     patch views go through the backbone as one batch, then through the
     scale's :class:`PatchSwAVHead` (swapped prediction between the two
-    views of each patch) and :class:`CrossScaleHead` (mean patch scores
-    -> global prototypes, predicting the global views' Sinkhorn codes).
+    views of each patch, with the scale's patch queue once
+    :class:`SSPRLHook` starts it) and :class:`CrossScaleHead` (per patch
+    view, the mean of its cells' scores -> global prototypes, predicting
+    the global views' Sinkhorn codes). Every prototype matrix (global,
+    patch, cross-scale) has unit rows at each forward and is frozen by the
+    hook's ``frozen_layers_cfg=dict(prototypes=N)``, as in the reference
+    (WesleyHsieh0806/SS-PRL, ``src/resnet50.py`` ``ptypes_normalize`` /
+    ``clean_grad``).
 
     Loss terms: ``loss_global``, and per scale ``g``:
     ``loss_local_g{g}`` (weighted by ``local_loss_weight``) and
@@ -83,11 +89,12 @@ class SSPRL(SwAV):
         num_global = self.head.loss_module.prototypes.out_features
         for g, ph, ch in zip(self.grids, self.patch_heads,
                              self.cross_scale_heads):
-            if ch.linear.in_features != ph.num_prototypes or \
-                    ch.linear.out_features != num_global:
+            if ch.prototypes.in_features != ph.num_prototypes or \
+                    ch.prototypes.out_features != num_global:
                 raise ValueError(
                     f'Scale g={g}: the cross-scale head maps '
-                    f'{ch.linear.in_features} -> {ch.linear.out_features} '
+                    f'{ch.prototypes.in_features} -> '
+                    f'{ch.prototypes.out_features} '
                     f'prototypes, the patch head has {ph.num_prototypes} and'
                     f' the global head {num_global}.')
         self.local_loss_weight = _per_scale(local_loss_weight, len(grids),
@@ -165,7 +172,8 @@ class SSPRL(SwAV):
             feats = self.backbone(torch.cat(inputs[start:start + size]))
             start += size
             local, logits = self.patch_heads[i].loss(feats)
-            l2g = self.cross_scale_heads[i].loss(logits, codes)
+            l2g = self.cross_scale_heads[i].loss(logits, codes,
+                                                 self.num_patch_views)
             losses[f'loss_local_g{g}'] = self.local_loss_weight[i] * local
             losses[f'loss_l2g_g{g}'] = self.l2g_loss_weight[i] * l2g
         return losses

@@ -13,10 +13,15 @@ from ..losses import cross_scale_loss
 class CrossScaleHead(BaseModule):
     """SS-PRL's cross-scale correlation learner of one pyramid scale.
 
-    Per image, the prototype scores of all patch views of the scale are
-    averaged, L2-normalised and mapped by a bias-free linear layer from the
-    scale's prototypes to the global prototypes; the result (divided by the
-    temperature) is trained to predict the global views' Sinkhorn codes.
+    For every patch view of an image, the scale's prototype scores of its
+    ``g x g`` cells are averaged and L2-normalised; ``prototypes``, a
+    bias-free linear layer from the scale's prototypes to the global ones,
+    turns them into global-prototype scores, which (divided by the
+    temperature) predict the global views' Sinkhorn codes. As the
+    reference's ``l2g_ptypes`` it is a prototype matrix: its rows are
+    renormalised to unit norm before every forward (the scores are
+    cosines) and, being named ``prototypes``, it is frozen with the other
+    prototypes by ``SwAVHook``'s ``frozen_layers_cfg``.
 
     Args:
         num_local (int): Prototypes of the scale.
@@ -32,40 +37,51 @@ class CrossScaleHead(BaseModule):
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.temperature = temperature
-        self.linear = nn.Linear(num_local, num_global, bias=False)
+        self.prototypes = nn.Linear(num_local, num_global, bias=False)
 
-    def forward(self, patch_logits: torch.Tensor,
-                batch_size: int) -> torch.Tensor:
-        """Global-prototype scores of every image.
+    @torch.no_grad()
+    def normalize_prototypes(self) -> None:
+        """Rescale every row of ``prototypes`` to unit norm, in place."""
+        w = self.prototypes.weight
+        w.copy_(F.normalize(w, dim=1))
+
+    def forward(self, patch_logits: torch.Tensor, batch_size: int,
+                num_views: int) -> torch.Tensor:
+        """Global-prototype scores of every patch view of every image.
 
         Args:
-            patch_logits (torch.Tensor): ``(P * B) x K_local`` scores of the
-                ``P`` patch views of each of the ``B`` images, in blocks of
-                ``B`` (one block per view and cell).
+            patch_logits (torch.Tensor): ``(V * P * B) x K_local`` scores of
+                the ``V`` views of the ``P = g * g`` cells of each of the
+                ``B`` images, view by view, then cell by cell, in blocks of
+                ``B`` (the order of :class:`PyramidPatches`).
             batch_size (int): ``B``.
+            num_views (int): ``V``.
 
         Returns:
-            torch.Tensor: ``B x K_global``.
+            torch.Tensor: ``V x B x K_global``.
         """
-        if patch_logits.shape[0] % batch_size:
-            raise ValueError(f'{patch_logits.shape[0]} patch rows are not a '
-                             f'multiple of the batch size {batch_size}.')
-        x = patch_logits.view(-1, batch_size, patch_logits.shape[1])
-        x = F.normalize(x.mean(0), dim=1)  # B x K_local
-        return self.linear(x)  # B x K_global
+        rows, k = patch_logits.shape
+        if rows % (batch_size * num_views):
+            raise ValueError(
+                f'{rows} patch rows are not a multiple of num_views x batch '
+                f'size = {num_views} x {batch_size}.')
+        self.normalize_prototypes()
+        x = patch_logits.view(num_views, -1, batch_size, k).mean(1)
+        return self.prototypes(F.normalize(x, dim=-1))  # V x B x K_global
 
-    def loss(self, patch_logits: torch.Tensor,
-             codes: List[torch.Tensor]) -> torch.Tensor:
-        """Cross entropy to the global codes, averaged over the coded views
-        (:func:`cross_scale_loss`).
+    def loss(self, patch_logits: torch.Tensor, codes: List[torch.Tensor],
+             num_views: int) -> torch.Tensor:
+        """Cross entropy to the global codes, averaged over the patch views
+        and the coded global views (:func:`cross_scale_loss`).
 
         Args:
             patch_logits (torch.Tensor): See :meth:`forward`.
             codes (List[torch.Tensor]): ``B x K_global`` Sinkhorn codes of
                 each global view used for assignment.
+            num_views (int): Views per patch.
 
         Returns:
             torch.Tensor: The scalar loss.
         """
-        return cross_scale_loss(
-            self(patch_logits, codes[0].shape[0]), codes, self.temperature)
+        scores = self(patch_logits, codes[0].shape[0], num_views)
+        return cross_scale_loss(scores, codes, self.temperature)

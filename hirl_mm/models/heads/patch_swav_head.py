@@ -52,5 +52,12 @@ class PatchSwAVHead(BaseModule):
             scores of every patch view, ``(V * g * g * B) x K``.
         """
         z = self.neck([feats])  # (V * g * g * B) x D, L2-normalised
+        queue = self.loss_module.queue
+        rows = z.shape[0] // sum(self.loss_module.num_crops)
+        if queue is not None and queue.shape[1] < rows:
+            raise ValueError(
+                f'The patch queue holds {queue.shape[1]} rows per view (per '
+                f'process), fewer than the {rows} patch rows of a view in '
+                'one batch: raise SSPRLHook.patch_queue_lengths.')
         loss = self.loss_module(z)  # also L2-normalises the prototypes
         return loss, self.loss_module.prototypes(z)

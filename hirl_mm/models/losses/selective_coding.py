@@ -2,21 +2,38 @@
 
 ``concentrations`` below are per-prototype temperatures: the clustering's
 concentrations phi already multiplied by the InfoNCE temperature, as the
-reference implementation scales them.
+reference implementation scales them (gyfastas/HCSC ``pretrain.py``
+``run_hkmeans``: ``density = T * density / density.mean()``).
 """
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 
+DROP_MODES = ('drop', 'zero')
 
-def selection_keep_probability(keys: torch.Tensor, centroids: torch.Tensor,
-                               concentrations: torch.Tensor,
-                               targets: torch.Tensor) -> torch.Tensor:
+
+def _check_drop_mode(drop_mode: str) -> None:
+    if drop_mode not in DROP_MODES:
+        raise ValueError(
+            f"drop_mode must be 'drop' or 'zero', got {drop_mode!r}")
+
+
+def selection_keep_probability(
+    keys: torch.Tensor,
+    centroids: torch.Tensor,
+    concentrations: torch.Tensor,
+    targets: torch.Tensor,
+    clamp: Tuple[float, float] = (0., 0.999)
+) -> torch.Tensor:
     """``1 - p(target_i | key_j)`` for every query i and candidate j.
 
-    ``p(c | k) = softmax_c(k . c / phi_c)``, clamped at 0.999 so that no
-    candidate is certainly dropped.
+    ``p(c | k) = softmax_c(k . c / phi_c)``; the keep probability is
+    clamped to ``clamp``, as the reference clamps its Bernoulli
+    probabilities: ``(0, 0.999)`` for queue negatives, ``(1e-4, 0.999)``
+    for prototypes (gyfastas/HCSC ``hcsc/hcsc.py``, ``sample_neg_instance``
+    and ``sample_neg_protos``), so even the least related candidate is
+    dropped with probability 0.001.
 
     Args:
         keys (torch.Tensor): ``(K, D)`` candidates (queue keys or
@@ -24,12 +41,14 @@ def selection_keep_probability(keys: torch.Tensor, centroids: torch.Tensor,
         centroids (torch.Tensor): ``(M, D)`` prototypes of the level.
         concentrations (torch.Tensor): ``(M, )`` their temperatures phi.
         targets (torch.Tensor): ``(B, )`` the prototype of each query.
+        clamp (tuple[float, float]): Bounds of the keep probability.
+            Defaults to (0., 0.999).
 
     Returns:
         torch.Tensor: ``(B, K)`` keep probabilities.
     """
     prob = torch.softmax(keys @ centroids.t() / concentrations, dim=1)  # K x M
-    return 1 - prob[:, targets].t().clamp(max=0.999)
+    return (1 - prob[:, targets].t()).clamp(*clamp)
 
 
 def instance_selective_loss(l_pos: torch.Tensor,
@@ -53,9 +72,7 @@ def instance_selective_loss(l_pos: torch.Tensor,
     Returns:
         torch.Tensor: The scalar loss.
     """
-    if drop_mode not in ('drop', 'zero'):
-        raise ValueError(
-            f"drop_mode must be 'drop' or 'zero', got {drop_mode!r}")
+    _check_drop_mode(drop_mode)
     logits = torch.cat([l_pos, l_neg], dim=1) / temperature
     mask = torch.cat([keep.new_ones(len(keep), 1), keep], dim=1)
     if drop_mode == 'drop':
@@ -64,6 +81,25 @@ def instance_selective_loss(l_pos: torch.Tensor,
         logits = logits * mask
     return F.cross_entropy(logits,
                            logits.new_zeros(len(logits), dtype=torch.long))
+
+
+def prototype_candidates(targets: torch.Tensor,
+                         num_prototypes: int) -> torch.Tensor:
+    """``(M, )`` bool: the prototypes no query of the batch is assigned to.
+
+    Args:
+        targets (torch.Tensor): ``(B, )`` the positive prototype of each
+            query.
+        num_prototypes (int): Prototypes M of the level.
+    """
+    if len(targets) and int(targets.max()) >= num_prototypes:
+        raise ValueError(
+            f'prototype target {int(targets.max())} out of range for a '
+            f'level of {num_prototypes} prototypes.')
+    candidate = torch.ones(
+        num_prototypes, dtype=torch.bool, device=targets.device)
+    candidate[targets] = False
+    return candidate
 
 
 def prototype_negatives(
@@ -75,11 +111,12 @@ def prototype_negatives(
         parent_targets: Optional[torch.Tensor] = None) -> torch.Tensor:
     """The negative prototypes of each query for prototypical coding.
 
-    Prototypes positive for any query of the batch are never negatives.
-    Below the top level (``parent_*`` given) each other prototype c_j is
-    kept with probability ``1 - softmax_u(c_j . u / phi'_u)[parent of the
-    positive]`` over the next level's prototypes u (one Bernoulli draw per
-    query and prototype, from torch's global generator).
+    Prototypes positive for any query of the batch are never negatives
+    (:func:`prototype_candidates`). Below the top level (``parent_*``
+    given) each other prototype c_j is kept with probability
+    ``1 - softmax_u(c_j . u / phi'_u)[parent of the positive]`` over the
+    next level's prototypes u, clamped to (1e-4, 0.999) (one Bernoulli draw
+    per query and prototype, from torch's global generator).
 
     Args:
         targets (torch.Tensor): ``(B, )`` the positive prototype of each
@@ -95,8 +132,8 @@ def prototype_negatives(
             parent. Defaults to None.
 
     Returns:
-        torch.Tensor: ``(B, M)`` bool, True for a negative. At the top
-        level it is an expanded view of one ``(M, )`` row (issue 15).
+        torch.Tensor: ``(B, M)`` bool, True for a negative; one row per
+        query (its own memory, never a shared view).
     """
     parent = (centroids, parent_centroids, parent_concentrations,
               parent_targets)
@@ -104,24 +141,29 @@ def prototype_negatives(
         raise ValueError('prototype_negatives needs all of centroids, '
                          'parent_centroids, parent_concentrations and '
                          'parent_targets, or none of them (top level).')
-    candidate = torch.ones(
-        num_prototypes, dtype=torch.bool, device=targets.device)
-    candidate[targets] = False
-    keep = candidate.expand(len(targets), num_prototypes)
+    candidate = prototype_candidates(targets, num_prototypes)
+    keep = candidate.repeat(len(targets), 1)  # B x M
     if parent_centroids is not None:
         prob = selection_keep_probability(centroids, parent_centroids,
                                           parent_concentrations,
-                                          parent_targets)
-        keep = keep & torch.bernoulli(prob).bool()
+                                          parent_targets, (1e-4, 0.999))
+        keep &= torch.bernoulli(prob).bool()
     return keep
 
 
-def prototype_selective_loss(query: torch.Tensor, centroids: torch.Tensor,
-                             concentrations: torch.Tensor,
-                             targets: torch.Tensor,
-                             negatives: torch.Tensor) -> torch.Tensor:
-    """Prototypical selective coding: cross-entropy over the positive
-    prototype and the selected negative prototypes.
+def prototype_logits(query: torch.Tensor,
+                     centroids: torch.Tensor,
+                     concentrations: torch.Tensor,
+                     targets: torch.Tensor,
+                     negatives: torch.Tensor,
+                     drop_mode: str = 'drop') -> torch.Tensor:
+    """The logits of prototypical selective coding, ``(B, M)``.
+
+    ``q_i . c / phi_c`` at query i's positive and at its negatives; the
+    prototypes positive for another query of the batch are ``-inf`` (never
+    candidates, as in the reference). A candidate not drawn as a negative is
+    ``-inf`` in 'drop' mode and 0 in 'zero' mode (the reference multiplies
+    its logit by 0, gyfastas/HCSC ``hcsc/hcsc.py`` ``get_protos``).
 
     Args:
         query (torch.Tensor): ``(B, D)`` normalised queries.
@@ -130,15 +172,52 @@ def prototype_selective_loss(query: torch.Tensor, centroids: torch.Tensor,
         targets (torch.Tensor): ``(B, )`` the positive prototype of each
             query.
         negatives (torch.Tensor): ``(B, M)`` bool from
-            :func:`prototype_negatives`. Written in place: the positives are
-            set to True (through an expanded view, in every row).
+            :func:`prototype_negatives`; not modified.
+        drop_mode (str): 'drop' or 'zero', as :func:`instance_selective_loss`.
+            Defaults to 'drop'.
+
+    Returns:
+        torch.Tensor: ``(B, M)`` logits.
+    """
+    _check_drop_mode(drop_mode)
+    if negatives.shape != (len(query), len(centroids)):
+        raise ValueError(
+            f'negatives of shape {tuple(negatives.shape)} for {len(query)} '
+            f'queries and {len(centroids)} prototypes.')
+    logits = query @ centroids.t() / concentrations  # B x M
+    rows = torch.arange(len(query), device=query.device)
+    # a copy: each row admits its own positive only
+    used = negatives.clone()
+    used[rows, targets] = True
+    if drop_mode == 'zero':
+        dropped = prototype_candidates(targets, len(centroids)) & ~used
+        logits = logits.masked_fill(dropped, 0.)
+        used = used | dropped
+    return logits.masked_fill(~used, float('-inf'))
+
+
+def prototype_selective_loss(query: torch.Tensor,
+                             centroids: torch.Tensor,
+                             concentrations: torch.Tensor,
+                             targets: torch.Tensor,
+                             negatives: torch.Tensor,
+                             drop_mode: str = 'drop') -> torch.Tensor:
+    """Prototypical selective coding: cross-entropy of
+    :func:`prototype_logits` to each query's positive prototype.
+
+    Args:
+        query (torch.Tensor): ``(B, D)`` normalised queries.
+        centroids (torch.Tensor): ``(M, D)`` prototypes of the level.
+        concentrations (torch.Tensor): ``(M, )`` their temperatures phi.
+        targets (torch.Tensor): ``(B, )`` the positive prototype of each
+            query.
+        negatives (torch.Tensor): ``(B, M)`` bool from
+            :func:`prototype_negatives`; not modified.
+        drop_mode (str): 'drop' or 'zero'. Defaults to 'drop'.
 
     Returns:
         torch.Tensor: The scalar loss.
     """
-    logits = query @ centroids.t() / concentrations  # B x M
-    # In place, as HCSC has always done: through the top level's expanded
-    # view this admits every batch positive in every row (issue 15 decides).
-    mask = negatives
-    mask[torch.arange(len(query)), targets] = True
-    return F.cross_entropy(logits.masked_fill(~mask, float('-inf')), targets)
+    return F.cross_entropy(
+        prototype_logits(query, centroids, concentrations, targets, negatives,
+                         drop_mode), targets)

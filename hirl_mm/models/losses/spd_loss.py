@@ -54,8 +54,9 @@ def spd_loss(embeddings: Sequence[torch.Tensor],
     pos_score = path_scores(torch.stack(pos_cos, dim=-1))  # B
     neg_score = path_scores(torch.stack(neg_cos, dim=-1))  # B x K
 
-    keep = (neg_paths != pos_paths[:, None]).any(dim=-1).float()
+    keep = (neg_paths != pos_paths[:, None]).any(dim=-1).to(neg_score)
     loss_pos = -torch.log(pos_score + eps)
+    # divided by (kept + eps), as the reference: 0 when none is kept
     loss_neg = (-torch.log(1 - neg_score + eps) * keep).sum(1) \
-        / keep.sum(1).clamp(min=1)
+        / (keep.sum(1) + eps)
     return ((loss_pos + loss_neg) / 2).mean()

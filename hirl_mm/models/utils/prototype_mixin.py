@@ -4,6 +4,7 @@ from typing import List, Optional, Sequence
 import torch
 
 from hirl_mm.clustering import HierarchicalClustering
+from .memory_bank import PrototypeMemoryBank
 from .prototypes import HierarchicalPrototypes
 
 
@@ -19,7 +20,10 @@ class HierarchicalPrototypeMixin(metaclass=ABCMeta):
       model's ``data_preprocessor``, which a ``BaseModel`` has);
     - :attr:`prototype_epoch`, to skip an epoch whose tree a resumed
       checkpoint already holds;
-    - :meth:`load_clustering`, to install the new tree on every rank.
+    - :meth:`load_clustering`, to install the new tree on every rank;
+    - with ``feature_source='memory_bank'``, :meth:`enable_memory_bank` and
+      :attr:`memory_bank`, to collect the features that the model hands to
+      :meth:`record_proto_feat` in its training loss (a no-op otherwise).
 
     The tree lives in the ``prototypes`` sub-module
     (:class:`HierarchicalPrototypes`), so checkpoints carry it under
@@ -27,6 +31,7 @@ class HierarchicalPrototypeMixin(metaclass=ABCMeta):
     """
 
     prototypes: HierarchicalPrototypes
+    _memory_bank: Optional[PrototypeMemoryBank] = None
 
     def init_prototypes(self, num_clusters: Sequence[int]) -> None:
         """Create the (empty) prototype store.
@@ -69,3 +74,40 @@ class HierarchicalPrototypeMixin(metaclass=ABCMeta):
             epoch (int): The epoch the tree is built for.
         """
         self.prototypes.load_clustering(clustering, epoch)
+
+    @property
+    def memory_bank(self) -> Optional[PrototypeMemoryBank]:
+        """The bank :meth:`record_proto_feat` fills; None unless enabled."""
+        return self._memory_bank
+
+    def enable_memory_bank(self, num_samples: int) -> PrototypeMemoryBank:
+        """Create (or keep) the memory bank of a training set of
+        ``num_samples`` images; it records only while its ``recording``
+        flag is set (by the hook).
+
+        Returns:
+            PrototypeMemoryBank: The bank.
+        """
+        bank = self._memory_bank
+        if bank is None or bank.num_samples != num_samples:
+            # a plain attribute, not a sub-module: not in checkpoints
+            bank = self._memory_bank = PrototypeMemoryBank(num_samples)
+        return bank
+
+    def record_proto_feat(self, feats: torch.Tensor,
+                          sample_idx: torch.Tensor) -> None:
+        """Hand the prototype-branch features of the training images to the
+        memory bank (a no-op unless the hook is recording).
+
+        Call it in the training loss with the same features
+        :meth:`extract_proto_feat` would give (detached; they are
+        L2-normalised here), e.g. the momentum branch's projection of the
+        first view.
+
+        Args:
+            feats (torch.Tensor): (B, D) features.
+            sample_idx (torch.Tensor): (B, ) the images' ``sample_idx``.
+        """
+        bank = self._memory_bank
+        if bank is not None and bank.recording:
+            bank.record(feats, sample_idx)

@@ -43,6 +43,15 @@ class HierarchicalPrototypes(nn.Module):
         return bool(self.epoch >= 0)
 
     @property
+    def cluster_sizes(self) -> List[int]:
+        """Clusters per level of the stored tree, which a checkpoint may
+        have built with other ``num_clusters``; the configured ones before
+        the first clustering."""
+        if not self.ready:
+            return list(self.num_clusters)
+        return [len(cent) for cent in self.centroids]
+
+    @property
     def centroids(self) -> List[torch.Tensor]:
         return [
             getattr(self, f'centroids_{i}') for i in range(self.num_levels)
@@ -60,6 +69,13 @@ class HierarchicalPrototypes(nn.Module):
             getattr(self, f'concentrations_{i}')
             for i in range(self.num_levels)
         ]
+
+    @torch.no_grad()
+    def reset(self) -> None:
+        """Forget the tree (epoch -1, empty buffers), e.g. after loading
+        a pre-trained checkpoint whose tree belongs to another run."""
+        self.epoch.fill_(-1)
+        self._allocate(0, 0, *([0] * self.num_levels))
 
     def expand_paths(self, leaf_ids: torch.Tensor) -> torch.Tensor:
         """Level-0 cluster ids (...) -> root-to-leaf paths (..., L)."""

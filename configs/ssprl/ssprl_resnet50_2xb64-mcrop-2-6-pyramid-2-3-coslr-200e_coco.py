@@ -1,8 +1,12 @@
-# SS-PRL, the reference setting: MMPretrain's SwAV (R50, 2 x 224 + 6 x 96
-# global crops, eps 0.05, 3 Sinkhorn iterations, T 0.1) with a 2 x 2 and a
-# 3 x 3 patch pyramid (crops 314 / 383 of 0.6-1.0 of the image, patches
-# 112 / 96, two views each), 150 prototypes per scale, 300 global, all
-# lambdas 0.25; COCO train2014 images as an unlabeled folder, 200 epochs.
+# SS-PRL, the reference setting (WesleyHsieh0806/SS-PRL, SS-PRL/
+# train_SSPRL.sh): MMPretrain's SwAV (R50, 2 x 224 + 6 x 96 global crops,
+# eps 0.05, 3 Sinkhorn iterations, T 0.1, LARS lr 0.6 cosine to 6e-4 with
+# no warm-up, weight decay 1e-6) with a 2 x 2 and a 3 x 3 patch pyramid
+# (crops 314 / 383 of 0.6-1.0 of the image, patches 112 / 96, two views
+# each), 150 prototypes per scale, 300 global, all lambdas 0.25; batch
+# 2 x 64; global queue 1920 and patch queues 5000 per scale from epoch 80;
+# prototypes frozen for 648 iterations (about one epoch of COCO train2014
+# at batch 128); COCO train2014 images as an unlabeled folder, 200 epochs.
 _base_ = 'mmpretrain::swav/swav_resnet50_8xb32-mcrop-coslr-200e_in1k-224px-96px.py'
 custom_imports = dict(imports=['hirl_mm'], allow_failed_imports=False)
 
@@ -29,7 +33,9 @@ train_pipeline = [
             transforms=[_base_.view_pipeline1, _base_.view_pipeline2])),
     dict(type='PackInputs')
 ]
+batch_size = 64
 train_dataloader = dict(
+    batch_size=batch_size,
     dataset=dict(
         _delete_=True,
         type='CustomDataset',
@@ -60,6 +66,8 @@ cross_scale_head = dict(
     temperature=0.1)
 model = dict(
     type='SSPRL',
+    # the reference's ResNet-50 (src/resnet50.py) keeps the default init
+    backbone=dict(zero_init_residual=False),
     head=dict(loss=dict(num_prototypes=num_global_prototypes)),
     grids=grids,
     num_patch_views=num_patch_views,
@@ -67,3 +75,16 @@ model = dict(
     cross_scale_heads=[cross_scale_head] * len(grids),
     local_loss_weight=[0.25, 0.25],
     l2g_loss_weight=[0.25, 0.25])
+custom_hooks = [
+    dict(
+        type='SSPRLHook',
+        priority='VERY_HIGH',
+        batch_size=batch_size,
+        epoch_queue_starts=80,
+        crops_for_assign=[0, 1],
+        feat_dim=128,
+        queue_length=1920,
+        patch_queue_lengths=[5000, 5000],
+        frozen_layers_cfg=dict(prototypes=648))
+]
+auto_scale_lr = dict(base_batch_size=128)

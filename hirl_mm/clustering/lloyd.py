@@ -1,0 +1,335 @@
+"""One level of k-means in torch, over shards of points held by the ranks.
+
+DeepCluster-v2's distributed Lloyd iteration (facebookresearch/swav,
+``main_deepclusterv2.py``, ``cluster_memory``): every rank assigns its own
+points and the ranks all-reduce per-cluster sums and counts; points never
+move. The rest follows faiss' ``Clustering::train`` (facebookresearch/faiss,
+``faiss/Clustering.cpp``): a seeded training subsample above
+``max_points_per_centroid`` points per centroid, random initial centroids
+drawn from it, empty clusters re-seeded by splitting a cluster drawn with
+probability growing with its size, ``nredo`` restarts keeping the lowest
+objective of the last iteration.
+
+Two choices make W ranks give bitwise the same result as one:
+
+- Per-cluster sums are accumulated in int64 fixed point. Integer addition is
+  associative, so the sums (hence the centroids) do not depend on the
+  sharding, the summation order or a GPU's atomics. Points are L2-normalised
+  (|coordinate| <= 1): a scale of 2^32 keeps 2^31 points per cluster from
+  overflowing at a resolution of 2.3e-10, far below float32's.
+- Points are assigned in chunks of one fixed shape (the last one padded with
+  zeros), so every GEMM a point goes through has the same shape, whatever
+  its position in the shard.
+"""
+import contextlib
+from typing import Iterator, NamedTuple, Optional, Tuple
+
+import torch
+from mmengine import dist
+
+_SUM_SCALE = 2.0**32
+_OBJ_SCALE = 2.0**24  # squared distances <= 4: room for 2^37 points
+_SPLIT_EPS = 1 / 1024  # faiss' EPS of split_clusters
+
+PRECISIONS = ('fp32', 'tf32', 'bf16')
+
+
+class LevelResult(NamedTuple):
+    """k-means of one level; ``labels`` / ``distances`` of the local rows."""
+    centroids: torch.Tensor  # K x D, the means (not normalised)
+    labels: torch.Tensor  # n, int64
+    distances: torch.Tensor  # n, squared distance to the centroid
+    objective: float  # sum of squared distances over all ranks' points
+    num_nonempty: int  # clusters with at least one point
+
+
+def faiss_available() -> bool:
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def default_chunk_size(num_clusters: int, num_points: int,
+                       device: torch.device) -> int:
+    """Rows per assignment chunk, in multiples of 256: at most 4096 on CPU
+    (faiss' own query block) and a 64 MB score matrix, at most 8192 and a
+    1 GB score matrix on a GPU, and no more than the ``num_points`` of all
+    ranks need. A function of global sizes only, so every rank and every
+    world size uses the same."""
+    if device.type == 'cuda':
+        rows = min(8192, 2**28 // num_clusters)
+    else:
+        rows = min(4096, 2**24 // num_clusters)
+    rows = min(rows, -(-num_points // 256) * 256)
+    return max(rows // 256 * 256, 256)
+
+
+def padded_chunks(points: torch.Tensor, rows: Optional[torch.Tensor],
+                  chunk_size: int) -> Iterator[Tuple[int, torch.Tensor]]:
+    """L2-normalised float32 chunks of ``points`` (or of its ``rows``).
+
+    Yields ``(m, chunk)``: ``chunk`` is a reused ``chunk_size x D`` buffer
+    whose first ``m`` rows are the next points, the rest zeros.
+    """
+    num = points.shape[0] if rows is None else rows.numel()
+    buf = points.new_zeros((chunk_size, points.shape[1]), dtype=torch.float32)
+    for start in range(0, num, chunk_size):
+        stop = min(start + chunk_size, num)
+        m = stop - start
+        buf[:m] = points[start:stop] if rows is None else \
+            points[rows[start:stop]]
+        buf[m:] = 0
+        norms = torch.linalg.vector_norm(buf, dim=1, keepdim=True)
+        buf.div_(norms.clamp_min_(1e-12))
+        yield m, buf
+
+
+def normalized_rows(points: torch.Tensor, rows: Optional[torch.Tensor],
+                    chunk_size: int) -> torch.Tensor:
+    """The rows of ``points`` as :func:`padded_chunks` normalises them."""
+    return torch.cat([
+        chunk[:m].clone()
+        for m, chunk in padded_chunks(points, rows, chunk_size)
+    ] + [points.new_zeros((0, points.shape[1]), dtype=torch.float32)])
+
+
+@contextlib.contextmanager
+def _one_torch_thread(enabled: bool):
+    """torch's and faiss' OpenMP pools each spin after their work and
+    slow the other down (measured: 3x on 2 cores); with faiss doing the
+    GEMM, torch's O(n D) steps run on one thread."""
+    threads = torch.get_num_threads()
+    if enabled:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@contextlib.contextmanager
+def _tf32(enabled: bool):
+    matmul = torch.backends.cuda.matmul
+    if not enabled:
+        yield
+        return
+    old = matmul.fp32_precision
+    matmul.fp32_precision = 'tf32'
+    try:
+        yield
+    finally:
+        matmul.fp32_precision = old
+
+
+class NearestCentroid:
+    """Squared distance and index of the nearest centroid of a chunk.
+
+    On CPU in float32, faiss' exhaustive L2 search when faiss is installed
+    (faster than torch's matmul on CPU) unless ``use_faiss`` says
+    otherwise; else a GEMM in ``precision``
+    ('tf32' and 'bf16' on CUDA only), the distance then recomputed exactly
+    to the chosen centroid.
+    """
+
+    def __init__(self,
+                 centroids: torch.Tensor,
+                 precision: str = 'fp32',
+                 use_faiss: Optional[bool] = None):
+        self.centroids = centroids
+        self.precision = precision
+        self.index = None
+        if use_faiss is None:
+            use_faiss = centroids.device.type == 'cpu' and \
+                precision == 'fp32' and faiss_available()
+        if use_faiss:
+            import faiss
+            self.index = faiss.IndexFlatL2(centroids.shape[1])
+            self.index.add(centroids.numpy())
+            return
+        self.sq_norms = centroids.square().sum(1)
+        if precision == 'bf16':
+            self.low = centroids.bfloat16()
+
+    def __call__(self,
+                 chunk: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        if self.index is not None:
+            dist, labels = self.index.search(chunk.numpy(), 1)
+            return torch.from_numpy(dist[:, 0]), torch.from_numpy(labels[:, 0])
+        if self.precision == 'bf16':
+            dots = torch.mm(
+                chunk.bfloat16(), self.low.t(), out_dtype=torch.float32)
+            scores = self.sq_norms - 2 * dots  # chunk x K
+        else:
+            with _tf32(self.precision == 'tf32'):
+                scores = torch.addmm(
+                    self.sq_norms, chunk, self.centroids.t(), alpha=-2)
+        labels = scores.argmin(1)
+        dist = (chunk - self.centroids[labels]).square_().sum(1)
+        return dist, labels
+
+
+def _all_reduce(tensor: torch.Tensor, distributed: bool) -> torch.Tensor:
+    """Sum over ranks; mmengine moves it to ``get_comm_device()`` and
+    back."""
+    if distributed:
+        dist.all_reduce(tensor)
+    return tensor
+
+
+def _split_empty_clusters(centroids: torch.Tensor, counts: torch.Tensor,
+                          generator: torch.Generator) -> int:
+    """faiss' ``split_clusters``: each empty cluster takes a copy of a
+    cluster drawn with probability ~ (size - 1), and the two are pushed apart
+    by a symmetric relative perturbation of +-1/1024. The draws use the
+    all-reduced counts and a generator seeded alike, so every rank splits
+    alike."""
+    counts = counts.double().cpu()
+    empty = torch.nonzero(counts == 0).flatten().tolist()
+    if not empty:
+        return 0
+    sign = torch.ones(centroids.shape[1], device=centroids.device)
+    sign[1::2] = -1
+    for ci in empty:
+        cj = int(
+            torch.multinomial(
+                (counts - 1).clamp_min(0), 1, generator=generator))
+        centroids[ci] = centroids[cj] * (1 + _SPLIT_EPS * sign)
+        centroids[cj] *= 1 - _SPLIT_EPS * sign
+        counts[ci] = counts[cj] / 2
+        counts[cj] -= counts[ci]
+    return len(empty)
+
+
+def _initial_centroids(points, local_row, train_ids, num_train, k, init,
+                       generator, redo, seed, chunk_size, distributed):
+    """K distinct training points: every rank draws the same global ids,
+    the rank holding each contributes its row, a sum assembles them."""
+    if init == 'kmeans++':  # single process: the training set is local
+        from .hierarchical_kmeans import kmeans_plusplus
+        rows = None if train_ids is None else local_row[train_ids].to(
+            points.device)
+        train = normalized_rows(points, rows, chunk_size).cpu().numpy()
+        return torch.from_numpy(kmeans_plusplus(train, k, seed * 1000 +
+                                                redo)).to(points.device)
+    pick = torch.randperm(num_train, generator=generator)[:k]
+    ids = pick if train_ids is None else train_ids[pick]
+    rows = local_row[ids]
+    held = torch.nonzero(rows >= 0).flatten()
+    centroids = points.new_zeros((k, points.shape[1]), dtype=torch.float32)
+    centroids[held.to(points.device)] = normalized_rows(
+        points, rows[held].to(points.device), chunk_size)
+    return _all_reduce(centroids, distributed)  # x + 0 is exact
+
+
+def _lloyd_step(points, rows, centroids, chunk_size, precision, distributed):
+    """Assign the (training) rows, then all-reduce the fixed-point sums,
+    the counts and the objective in one collective."""
+    k, dim = centroids.shape
+    nearest = NearestCentroid(centroids, precision)
+    # [sums | counts] (K x D+1) and the objective, reduced in one go.
+    packed = torch.zeros(
+        k * (dim + 1) + 1, dtype=torch.int64, device=points.device)
+    sums = packed[:-1].view(k, dim + 1)
+    all_labels, all_dists = [], []
+    for m, chunk in padded_chunks(points, rows, chunk_size):
+        dist_, labels = nearest(chunk)
+        labels = labels[:m].to(points.device)
+        sums[:, :dim].index_add_(0, labels, chunk[:m].mul_(_SUM_SCALE).long())
+        all_labels.append(labels)
+        all_dists.append(dist_[:m].to(points.device))
+    if all_labels:
+        sums[:, dim] = torch.bincount(torch.cat(all_labels), minlength=k)
+        packed[-1] = torch.cat(all_dists).mul_(_OBJ_SCALE).long().sum()
+    _all_reduce(packed, distributed)
+    counts = sums[:, dim]
+    new = sums[:, :dim].double().div_(_SUM_SCALE).div_(
+        counts.clamp_min(1)[:, None]).float()
+    return new, counts, float(packed[-1]) / _OBJ_SCALE
+
+
+def lloyd_kmeans(points: torch.Tensor,
+                 ids: torch.Tensor,
+                 num_points: int,
+                 k: int,
+                 *,
+                 niter: int,
+                 nredo: int,
+                 max_points_per_centroid: int,
+                 seed: int,
+                 init: str,
+                 chunk_size: int,
+                 precision: str,
+                 distributed: bool,
+                 log=None) -> LevelResult:
+    """k-means of the points of all ranks into ``k`` clusters.
+
+    A collective when ``distributed``: every rank passes its rows
+    ``points`` (n, D) with their global ``ids`` (n, ) in [0, num_points)
+    (CPU int64); the ids of all ranks together cover [0, num_points) once.
+
+    Returns:
+        LevelResult: the best restart's centroids (the same on every rank)
+        and the labels and squared distances of the local rows.
+    """
+    with _one_torch_thread(points.device.type == 'cpu' and precision == 'fp32'
+                           and faiss_available()):
+        return _lloyd_kmeans(points, ids, num_points, k, niter, nredo,
+                             max_points_per_centroid, seed, init, chunk_size,
+                             precision, distributed, log)
+
+
+def _lloyd_kmeans(points, ids, num_points, k, niter, nredo,
+                  max_points_per_centroid, seed, init, chunk_size, precision,
+                  distributed, log):
+    device = points.device
+    local_row = torch.full((num_points, ), -1, dtype=torch.int64)
+    local_row[ids] = torch.arange(len(ids))
+
+    train_ids, rows = None, None
+    num_train = num_points
+    if num_points > k * max_points_per_centroid:
+        num_train = k * max_points_per_centroid
+        train_ids = torch.randperm(
+            num_points, generator=torch.Generator().manual_seed(seed))
+        train_ids = train_ids[:num_train]
+        rows = local_row[train_ids]
+        rows = rows[rows >= 0].sort().values.to(device)
+
+    best, best_obj = None, float('inf')
+    for redo in range(nredo if num_train > k else 1):
+        generator = torch.Generator().manual_seed(seed + 1 + redo * 15486557)
+        centroids = _initial_centroids(points, local_row, train_ids, num_train,
+                                       k, init, generator, redo, seed,
+                                       chunk_size, distributed)
+        if num_train == k:  # faiss: the points are the centroids
+            best = centroids
+            break
+        for it in range(niter):
+            centroids, counts, obj = _lloyd_step(points, rows, centroids,
+                                                 chunk_size, precision,
+                                                 distributed)
+            nsplit = _split_empty_clusters(centroids, counts, generator)
+            if log is not None:
+                log(f'redo {redo} iteration {it}: objective {obj:.6g}, '
+                    f'{nsplit} empty clusters split')
+        if obj < best_obj:
+            best, best_obj = centroids, obj
+
+    labels, dists = [], []
+    nearest = NearestCentroid(best, precision)
+    for m, chunk in padded_chunks(points, None, chunk_size):
+        dist_, label = nearest(chunk)
+        dists.append(dist_[:m].to(device))
+        labels.append(label[:m].to(device))
+    labels = torch.cat(labels + [ids.new_zeros(0).to(device)])
+    dists = torch.cat(dists + [best.new_zeros(0)])
+    totals = torch.cat([
+        torch.bincount(labels, minlength=k),
+        (dists * _OBJ_SCALE).long().sum().view(1)
+    ])
+    totals = _all_reduce(totals, distributed)
+    return LevelResult(best, labels, dists,
+                       float(totals[-1]) / _OBJ_SCALE,
+                       int((totals[:-1] > 0).sum()))

@@ -1,0 +1,199 @@
+"""tools/main_job.py: arguments, the training configs it builds, the report
+(mean ± std, paired differences) and one whole run at toy size."""
+import argparse
+import json
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+from tools_path import ROOT, load_tool
+
+main_job = load_tool('tools/main_job.py')
+
+
+def test_help_shows_defaults_without_heavy_imports():
+    code = ('import sys; sys.argv = ["main_job.py", "--help"]\n'
+            'import runpy\n'
+            'try:\n'
+            '    runpy.run_path("tools/main_job.py", run_name="__main__")\n'
+            'except SystemExit:\n'
+            '    pass\n'
+            'print("heavy:", sorted(m for m in ("torch", "hirl_mm", '
+            '"mmpretrain") if m in sys.modules))\n')
+    out = subprocess.run([sys.executable, '-c', code],
+                         cwd=ROOT,
+                         capture_output=True,
+                         text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert '(default: 4000)' in out.stdout
+    assert '(default: cpu)' in out.stdout
+    assert 'heavy: []' in out.stdout
+
+
+def test_arguments():
+    args = main_job.parse_args([])
+    assert (args.subset, args.epochs, args.warmup, args.seeds, args.device,
+            args.amp, args.data_root,
+            args.cfg_options) == (4000, 8, 3, [0], 'cpu', 'none', None, {})
+    assert main_job.parse_args(['--subset', 'all']).subset is None
+    assert main_job.parse_args(['--subset', '0']).subset is None
+    assert main_job.parse_args(['--subset', '200']).subset == 200
+    with pytest.raises(argparse.ArgumentTypeError, match="0 or 'all'"):
+        main_job.subset_size('-3')
+    for argv in (['--subset', 'many'], ['--amp',
+                                        'bf16'], ['--epochs',
+                                                  '0'], ['--device', 'tpu']):
+        with pytest.raises(SystemExit):
+            main_job.parse_args(argv)
+    args = main_job.parse_args(
+        ['--device', 'cuda', '--amp', 'bf16', '--cfg-options', 'a.b=2'])
+    assert (args.amp, args.cfg_options) == ('bf16', {'a.b': 2})
+
+
+def test_training_config():
+    args = main_job.parse_args([
+        '--subset', 'all', '--epochs', '5', '--warmup', '2', '--interval', '2',
+        '--data-root', '/data/fmnist', '--work-dir', 'w'
+    ])
+    cfg = main_job.build_cfg('HIRL-SimSiam', args, seed=1)
+    assert cfg.work_dir == osp.join('w', 'hirl-simsiam_seed1')
+    dataset = cfg.train_dataloader.dataset
+    assert (dataset.subset_size, dataset.source_root) == (None, '/data/fmnist')
+    assert cfg.train_cfg.max_epochs == 5 and cfg.randomness.seed == 1
+    assert cfg.param_scheduler[0].T_max == 5
+    hook, = [
+        h for h in cfg.custom_hooks if h.type == 'HierarchicalPrototypeHook'
+    ]
+    assert (hook.warmup_epochs, hook.interval) == (2, 2)
+    # the hook's own k-means defaults, the reference's: no init override
+    assert 'init' not in (hook.get('kmeans_cfg') or {})
+    assert cfg.optim_wrapper.get('type', 'OptimWrapper') == 'OptimWrapper'
+    assert cfg.env_cfg.dist_cfg.backend == 'gloo'
+
+    args = main_job.parse_args([
+        '--device', 'cuda', '--amp', 'bf16', '--cfg-options',
+        'train_dataloader.batch_size=256'
+    ])
+    cfg = main_job.build_cfg('SimSiam', args, seed=0)
+    assert (cfg.optim_wrapper.type, cfg.optim_wrapper.dtype) == \
+        ('AmpOptimWrapper', 'bfloat16')
+    assert cfg.env_cfg.dist_cfg.backend == 'nccl'
+    assert cfg.train_dataloader.batch_size == 256
+
+
+def fake_run(method, seed, knn, nmi, tree=None):
+    row = dict(method=method, seed=seed, train_seconds=120)
+    for level in main_job.LEVELS:
+        row.update({
+            f'knn_top1_{level}': knn,
+            f'nmi_{level}': nmi,
+            f'ami_{level}': nmi,
+            f'ari_{level}': nmi / 2,
+            f'acc_{level}': 50.0
+        })
+    if tree is not None:
+        row['prototypes'] = dict(
+            clusters_per_level=[100, 20, 5],
+            non_empty_per_level=[100, 20, 5],
+            largest_percent_per_level=[3.0, 10.0, 40.0],
+            scores={
+                f'level{lvl}_{lab}_{m}': tree
+                for lvl in range(3)
+                for lab in main_job.LEVELS
+                for m in ('nmi', 'acc')
+            })
+    return row
+
+
+def test_report_pairs_each_seed(tmp_path):
+    results = []
+    for seed, (base, hirl) in enumerate([(68.0, 69.0), (68.5, 68.0),
+                                         (67.5, 69.5)]):
+        results.append(fake_run('SimSiam', seed, base, 30.0 + seed))
+        results.append(
+            fake_run('HIRL-SimSiam', seed, hirl, 33.0 + seed, tree=40.0))
+    args = main_job.parse_args(
+        ['--seeds', '0', '1', '2', '--work-dir',
+         str(tmp_path)])
+    text = main_job.report(results, args, 'python tools/main_job.py --seeds '
+                           '0 1 2')
+    assert 'Command: `python tools/main_job.py --seeds 0 1 2`' in text
+    assert '| SimSiam | 68.00 ± 0.41 |' in text
+    assert '| HIRL-SimSiam | 68.83 ± 0.62 |' in text
+    # per seed: +1.0, -0.5, +2.0; mean +0.83
+    assert '| HIRL-SimSiam - SimSiam | +0.83 (+1.00, -0.50, +2.00) |' in text
+    assert '+3.00 (+3.00, +3.00, +3.00)' in text  # NMI fine
+    assert '| HIRL-SimSiam | 2 (5) | 5.00 ± 0.00 | 40.00 ± 0.00 |' in text
+
+    saved = json.load(open(tmp_path / 'report.json'))
+    assert saved['command'].endswith('--seeds 0 1 2')
+    diff = saved['paired']['HIRL-SimSiam - SimSiam']['knn_top1_fine']
+    assert diff == dict(seeds=[0, 1, 2], per_seed=[1.0, -0.5, 2.0], mean=0.83)
+    mean, std = saved['summary']['HIRL-SimSiam']['stats'][
+        'tree_level2_coarse_nmi']
+    assert (mean, std) == (40.0, 0.0)
+    assert (tmp_path / 'report.md').read_text() == text
+
+
+def test_merge_pairs_runs_of_two_reports(tmp_path):
+    """Base and HIRL runs made by two main jobs side by side: one report
+    with the paired differences; reports of another setting refused."""
+    for name, method, knn in (('base', 'SimSiam', 68.0),
+                              ('hirl', 'HIRL-SimSiam', 69.0)):
+        runs = [fake_run(method, seed, knn + seed, 30.0) for seed in (0, 1)]
+        args = main_job.parse_args([
+            '--methods', method, '--seeds', '0', '1', '--work-dir',
+            str(tmp_path / name)
+        ])
+        main_job.report(runs, args, f'main_job --methods {method}')
+    argv = [
+        '--merge',
+        str(tmp_path / 'base' / 'report.json'),
+        str(tmp_path / 'hirl' / 'report.json'), '--work-dir',
+        str(tmp_path / 'merged')
+    ]
+    text = main_job.merge_reports(main_job.parse_args(argv), argv)
+    assert '| HIRL-SimSiam - SimSiam | +1.00 (+1.00, +1.00) |' in text
+    assert 'main_job --methods SimSiam + main_job --methods HIRL-SimSiam' \
+        in text
+
+    other = main_job.parse_args(
+        ['--epochs', '3', '--work-dir',
+         str(tmp_path / 'other')])
+    main_job.report([fake_run('SimSiam', 0, 68.0, 30.0)], other, 'x')
+    argv = [
+        '--merge',
+        str(tmp_path / 'base' / 'report.json'),
+        str(tmp_path / 'other' / 'report.json')
+    ]
+    with pytest.raises(ValueError, match='different settings'):
+        main_job.merge_reports(main_job.parse_args(argv), argv)
+
+
+def test_whole_job_at_toy_size(tmp_path, fake_fmnist, monkeypatch):
+    """HIRL-SimSiam on the 40-image Fashion-MNIST: trained, evaluated,
+    pictured (the hook's scalars over epochs too) and reported."""
+    # --device cpu hides the GPUs of this process: undone after the test
+    monkeypatch.delenv('CUDA_VISIBLE_DEVICES', raising=False)
+    work = tmp_path / 'job'
+    main_job.main([
+        '--methods', 'HIRL-SimSiam', '--subset', 'all', '--epochs', '2',
+        '--warmup', '1', '--knn-k', '5', '--data-root',
+        str(fake_fmnist), '--work-dir',
+        str(work), '--cfg-options', 'train_dataloader.batch_size=10',
+        'train_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False',
+        'model.num_clusters=[8,4,2]', 'model.head.num_neg_path=4'
+    ])
+    saved = json.load(open(work / 'report.json'))
+    run, = saved['runs']
+    tree = run['prototypes']
+    assert tree['images'] == 40 and tree['clusters_per_level'] == [8, 4, 2]
+    assert 0 < tree['largest_percent_per_level'][2] <= 100
+    assert 0 <= run['knn_top1_fine'] <= 100
+    pictures = run['pictures']
+    assert set(pictures) == {'tsne', 'tree', 'gallery', 'prototype_stats'}
+    assert all(osp.isfile(p) for p in pictures.values())
+    assert 'Command: `' in (work / 'report.md').read_text()

@@ -1,0 +1,297 @@
+"""The prototype hook's whole path under a simulated NCCL world.
+
+How the simulation works (2 gloo processes; gloo does the real work):
+
+- ``mmengine``'s ``get_comm_device`` (everywhere it was imported) returns
+  ``SIM_DEVICE = cpu:1``, the simulated accelerator that NCCL would use.
+- A ``TorchFunctionMode`` turns every tensor created on, or moved to,
+  ``cpu:1`` into an :class:`OnComm` tensor (a CPU tensor whose ``device``
+  reads ``cpu:1``; results of ops on it stay ``OnComm``, as CUDA results
+  stay on CUDA), and ``.cpu()`` / ``.to('cpu')`` back into plain tensors.
+- mmengine's ``cast_data_device`` accepts an ``OnComm`` result for a plain
+  ``out`` (its type check would tell the two "devices" apart).
+- Every ``torch.distributed`` collective is wrapped: handed a tensor that
+  is not ``OnComm`` (i.e. not on the communication device), it raises, as
+  NCCL does for a CPU tensor.
+
+The model runs on the plain CPU (the simulated "other" device), so any
+tensor that reaches a collective without an explicit move to the
+communication device fails, e.g. mmengine's ``gather`` of a CPU tensor
+(the bug of issue 14).
+"""
+import contextlib
+import os
+import socket
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch.overrides import TorchFunctionMode
+
+SIM_DEVICE = torch.device('cpu', 1)
+COLLECTIVES = ('all_reduce', 'all_gather', 'all_gather_into_tensor', 'gather',
+               'broadcast', 'reduce', 'scatter', 'reduce_scatter',
+               'reduce_scatter_tensor', 'all_to_all', 'all_to_all_single',
+               'send', 'recv', 'isend', 'irecv')
+
+
+class OnComm(torch.Tensor):
+    """A tensor on the simulated communication device."""
+
+    @property
+    def device(self):
+        return SIM_DEVICE
+
+
+def _target(func, args, kwargs):
+    """The device a call puts its result on, if it names one."""
+    if func in (torch.Tensor.cpu, ):
+        return torch.device('cpu')
+    device = kwargs.get('device')
+    if device is None and func is torch.Tensor.to:
+        device = next(
+            (a for a in args[1:] if isinstance(a, (torch.device, str))), None)
+    return None if device is None else torch.device(device)
+
+
+def _retag(out, on_comm):
+    if isinstance(out, torch.Tensor):
+        return out.as_subclass(OnComm if on_comm else torch.Tensor)
+    if isinstance(out, (list, tuple)):
+        return type(out)(_retag(o, on_comm) for o in out)
+    return out
+
+
+class SimulatedAccelerator(TorchFunctionMode):
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        target = _target(func, args, kwargs)
+        if target == SIM_DEVICE and 'device' in kwargs:
+            kwargs = dict(kwargs, device='cpu')
+        elif target == SIM_DEVICE:
+            args = tuple('cpu' if isinstance(a, (torch.device, str)) else a
+                         for a in args)
+        out = func(*args, **kwargs)
+        if target is not None:
+            out = _retag(out, target == SIM_DEVICE)
+        return out
+
+
+def _tensors(obj):
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, (list, tuple)):
+        for item in obj:
+            yield from _tensors(item)
+
+
+def _checked(name, collective):
+
+    def wrapper(*args, **kwargs):
+        for t in _tensors(list(args) + list(kwargs.values())):
+            if not isinstance(t, OnComm):
+                raise RuntimeError(
+                    f'simulated NCCL: {name} was handed a tensor on '
+                    f'{torch.Tensor.device.__get__(t)}, not on the '
+                    f'communication device {SIM_DEVICE}')
+
+        def plain(obj):
+            if isinstance(obj, torch.Tensor):
+                return obj.as_subclass(torch.Tensor)
+            if isinstance(obj, list):
+                return [plain(o) for o in obj]
+            return obj
+
+        # plain tensors, no torch-function dispatch: gloo does the work
+        with torch._C.DisableTorchFunction():
+            return collective(*[plain(a) for a in args], **{
+                k: plain(v)
+                for k, v in kwargs.items()
+            })
+
+    return wrapper
+
+
+@contextlib.contextmanager
+def simulated_nccl():
+    """Patch the comm device and the collectives, as described above."""
+    import mmengine.dist.utils as dist_utils
+    original = dist_utils.get_comm_device
+    patched = []  # (owner, name, old)
+    for mod in list(sys.modules.values()):
+        if getattr(mod, 'get_comm_device', None) is original:
+            patched.append((mod, 'get_comm_device', original))
+    for owner in (dist, dist.distributed_c10d):
+        for name in COLLECTIVES:
+            if hasattr(owner, name):
+                patched.append((owner, name, getattr(owner, name)))
+    cast = dist_utils.cast_data_device
+
+    def cast_data_device(data, device, out=None):
+        # mmengine insists that `out` has the type of `data`: OnComm is a
+        # type of its own here, a device elsewhere
+        if isinstance(out, torch.Tensor):
+            moved = cast(data, device)
+            out.copy_(moved)
+            return moved
+        return cast(data, device, out)
+
+    import mmengine.dist.dist as dist_dist
+    replace = dict(
+        get_comm_device=lambda group=None: SIM_DEVICE,
+        cast_data_device=cast_data_device)
+    patched.append((dist_dist, 'cast_data_device', cast))
+    for owner, name, old in patched:
+        setattr(owner, name, replace.get(name) or _checked(name, old))
+    try:
+        with SimulatedAccelerator():
+            yield
+    finally:
+        for owner, name, old in patched:
+            setattr(owner, name, old)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+SOURCES = ('extract', 'memory_bank', 'empty_bank')
+
+
+def _run_hook(tmp_path, source, ids_per_batch):
+    """Before_train + one clustering epoch of the hook on ChannelMeans; for
+    the memory bank, the "training epoch" before it records the given
+    batches of ids (features of the deterministic pipeline, so every source
+    clusters the same matrix)."""
+    from test_prototype_hook import ChannelMeans, hook_runner
+    model = ChannelMeans([4, 2])
+    hook, runner = hook_runner(
+        model,
+        tmp_path,
+        epoch=0,
+        feature_source='extract' if source == 'extract' else 'memory_bank')
+    hook.before_train(runner)
+    hook.before_train_epoch(runner)  # warm-up epoch 0: the bank records
+    dataset = hook.dataloader.dataset
+    if source == 'memory_bank':
+        for ids in ids_per_batch:
+            inputs = torch.stack([dataset[i]['inputs'] for i in ids])
+            model.record_proto_feat(
+                model.extract_proto_feat(inputs), torch.tensor(ids))
+    runner.epoch = 1
+    images = model.images
+    hook.before_train_epoch(runner)
+    return dict(
+        protos={
+            k: v.clone()
+            for k, v in model.prototypes.state_dict().items()
+        },
+        logged=runner.visualizer.logged,
+        extracted=model.images - images)
+
+
+def _epoch_batches(rank, world):
+    """DefaultSampler(shuffle, round_up) shards of 30 images, batches of 4
+    with drop_last, plus padding-like repeats within and across ranks."""
+    order = torch.randperm(30, generator=torch.Generator().manual_seed(0))
+    shard = order.tolist()[rank::world]
+    batches = [shard[i:i + 4] for i in range(0, len(shard) - 3, 4)]
+    batches.append([shard[0], int(order[0]), int(order[1])])
+    return batches
+
+
+def _worker(rank, port, out_dir):
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+    dist.init_process_group('gloo', rank=rank, world_size=2)
+    from mmengine.dist import gather
+    from mmengine.logging import MMLogger
+    MMLogger.get_instance('mmengine', log_level='WARNING')
+    from pathlib import Path
+    results = {}
+    with simulated_nccl():
+        try:  # what the hook did before issue 14: gather a CPU tensor
+            gather(torch.zeros(3), dst=0)
+            results['cpu_gather'] = 'passed'
+        except RuntimeError as e:
+            results['cpu_gather'] = str(e)
+        for source in SOURCES:
+            results[source] = _run_hook(
+                Path(out_dir) / f'{source}_{rank}', source,
+                _epoch_batches(rank, 2))
+    torch.save(results, os.path.join(out_dir, f'{rank}.pth'))
+    dist.destroy_process_group()
+
+
+@pytest.fixture(scope='module')
+def two_ranks(tmp_path_factory):
+    out = tmp_path_factory.mktemp('nccl')
+    mp.spawn(_worker, args=(_free_port(), str(out)), nprocs=2)
+    return [torch.load(out / f'{r}.pth', weights_only=False) for r in (0, 1)]
+
+
+@pytest.fixture(scope='module')
+def one_rank(tmp_path_factory):
+    out = tmp_path_factory.mktemp('one')
+    return {
+        source: _run_hook(out / source, source, _epoch_batches(0, 1))
+        for source in SOURCES
+    }
+
+
+def test_the_simulation_rejects_a_cpu_tensor_in_a_collective(two_ranks):
+    for rank in two_ranks:
+        assert 'simulated NCCL: gather was handed a tensor on cpu' in \
+            rank['cpu_gather']
+
+
+@pytest.mark.parametrize('source', SOURCES)
+def test_two_ranks_cluster_like_one_under_nccl_rules(two_ranks, one_rank,
+                                                     source):
+    one = one_rank[source]['protos']
+    assert int(one['epoch']) == 1 and one['assignments'].shape == (30, )
+    for rank in two_ranks:
+        two = rank[source]['protos']
+        assert torch.equal(two['assignments'], one['assignments'])
+        assert torch.equal(two['parents_0'], one['parents_0'])
+        for lvl in range(2):
+            torch.testing.assert_close(
+                two[f'centroids_{lvl}'],
+                one[f'centroids_{lvl}'],
+                atol=1e-5,
+                rtol=0)
+    # the memory bank re-embeds only what no rank trained on
+    extracted = [r[source]['extracted'] for r in two_ranks]
+    if source == 'memory_bank':
+        # 2 ranks x 3 batches of 4 (drop_last): 24 of 30 trained on
+        assert sum(extracted) == 6 and one_rank[source]['extracted'] == 2
+    else:
+        assert sum(extracted) == 30
+    # only rank 0 logs
+    assert two_ranks[1][source]['logged'] == {}
+    logged = two_ranks[0][source]['logged'][1]
+    assert logged['prototypes/level0_nonempty'] <= 4
+    assert 'prototypes/seconds_features' in logged
+
+
+def test_a_cpu_gather_in_the_feature_extractor_would_fail(monkeypatch):
+    """The simulation in one process: the extractor hands the collective
+    a tensor moved to the communication device."""
+    from hirl_mm.engine import feature_extractor
+    handed = []
+    monkeypatch.setattr(feature_extractor, 'get_world_size', lambda: 1)
+    monkeypatch.setattr(
+        feature_extractor, 'all_gather',
+        lambda t: handed.append(isinstance(t, OnComm)) or [t.cpu()])
+    from test_feature_extractor import Indexed, feat_fn, loader
+    with simulated_nccl():
+        out = feature_extractor.extract_features(
+            feat_fn, loader(Indexed(5), range(5)), dst=None)
+    assert handed == [True, True]
+    np.testing.assert_array_equal(out['feats'][:, 0].numpy(),
+                                  np.arange(5) * 0.5)
