@@ -357,3 +357,22 @@ def test_license_and_citation():
     titles = [ref['title'] for ref in cff['references']]
     assert [t.split(':')[0] for t in titles[:2]] == ['HIRL', 'HCSC']
     assert titles[2].startswith('Self-Supervised Pyramid Representation')
+
+
+def test_stamp_hash_without_hirl_mm_variables(tmp_path):
+    """The stamp hash lists the HIRL_MM_* variables; with none set (a CI
+    runner), grep finds nothing and must not end the script under
+    ``set -o pipefail`` (it did, silently, before any install)."""
+    script = open(osp.join(ROOT, 'tools', 'setup_env.sh')).read()
+    line = re.search(r'^HASH=\$\(.*?\)\n', script, re.M | re.S).group(0)
+    env = {k: v for k, v in os.environ.items() if not k.startswith('HIRL_MM_')}
+    out = subprocess.run([
+        'bash', '-c', 'set -euo pipefail; ROOT=$1; '
+        'probe_gpu() { echo 0; }; probe_nvcc() { echo none; }; ' + line +
+        'echo "$HASH"', 'bash', ROOT
+    ],
+                         env=env,
+                         capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr
+    assert re.fullmatch(r'[0-9a-f]{64}\n', out.stdout)

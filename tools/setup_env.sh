@@ -181,7 +181,7 @@ fi
 # changed since the last run (a venv on a shared disk seen from a login node
 # and from GPU nodes).
 STAMP="$VENV/.hirl_mm_stamp"
-HASH=$({ cat "$ROOT"/requirements/*.txt "$ROOT/setup.py" "$0"; probe_gpu; probe_nvcc; env | grep '^HIRL_MM_' | sort; } \
+HASH=$({ cat "$ROOT"/requirements/*.txt "$ROOT/setup.py" "$0"; probe_gpu; probe_nvcc; env | { grep '^HIRL_MM_' || true; } | sort; } \
   | sha256sum | cut -d' ' -f1)
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$HASH" ]; then
   log "environment up to date: $VENV"
