@@ -66,7 +66,8 @@ def test_training_config():
     hook, = [
         h for h in cfg.custom_hooks if h.type == 'HierarchicalPrototypeHook'
     ]
-    assert (hook.warmup_epochs, hook.interval) == (2, 2)
+    assert (hook.warmup_epochs, hook.interval,
+            hook.feature_source) == (2, 2, 'extract')
     # the hook's own k-means defaults, the reference's: no init override
     assert 'init' not in (hook.get('kmeans_cfg') or {})
     assert cfg.optim_wrapper.get('type', 'OptimWrapper') == 'OptimWrapper'
@@ -81,6 +82,13 @@ def test_training_config():
         ('AmpOptimWrapper', 'bfloat16')
     assert cfg.env_cfg.dist_cfg.backend == 'nccl'
     assert cfg.train_dataloader.batch_size == 256
+
+    args = main_job.parse_args(['--feature-source', 'memory_bank'])
+    hook, = [
+        h for h in main_job.build_cfg('HIRL-MoCo v2', args, 0).custom_hooks
+        if h.type == 'HierarchicalPrototypeHook'
+    ]
+    assert hook.feature_source == 'memory_bank'
 
 
 def fake_run(method, seed, knn, nmi, tree=None):
@@ -170,6 +178,22 @@ def test_merge_pairs_runs_of_two_reports(tmp_path):
     ]
     with pytest.raises(ValueError, match='different settings'):
         main_job.merge_reports(main_job.parse_args(argv), argv)
+
+    # the merged report states the reports' setting, not --merge's defaults
+    for seed in (0, 1):
+        args = main_job.parse_args([
+            '--epochs', '3', '--feature-source', 'memory_bank', '--seeds',
+            str(seed), '--work-dir',
+            str(tmp_path / f'bank{seed}')
+        ])
+        main_job.report([fake_run('HIRL-SimSiam', seed, 68.0, 30.0)], args,
+                        'x')
+    argv = ['--merge'] + [
+        str(tmp_path / f'bank{seed}' / 'report.json') for seed in (0, 1)
+    ] + ['--work-dir', str(tmp_path / 'bank')]
+    text = main_job.merge_reports(main_job.parse_args(argv), argv)
+    assert '3 epochs, prototypes from epoch 3 every 1 (features: ' \
+        "memory_bank), seeds [0, 1], device cpu;" in text
 
 
 def test_whole_job_at_toy_size(tmp_path, fake_fmnist, monkeypatch):

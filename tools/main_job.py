@@ -122,6 +122,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         default=1,
         help='the prototypes are rebuilt every N epochs')
     parser.add_argument(
+        '--feature-source',
+        choices=['extract', 'memory_bank'],
+        default='extract',
+        help="what the prototype hook clusters: 'extract' re-embeds the "
+        "training images, 'memory_bank' the features the training steps "
+        'recorded')
+    parser.add_argument(
         '--seeds',
         type=int,
         nargs='+',
@@ -202,6 +209,7 @@ def build_cfg(name: str, args: argparse.Namespace, seed: int) -> Config:
         if hook.type == 'HierarchicalPrototypeHook':
             hook.warmup_epochs = args.warmup
             hook.interval = args.interval
+            hook.feature_source = args.feature_source
     if args.device == 'cuda':
         cfg.env_cfg.dist_cfg = dict(backend='nccl')
         cfg.train_dataloader.pin_memory = True
@@ -410,7 +418,11 @@ def merge_reports(args: argparse.Namespace, argv: List[str]) -> str:
     command = ' + '.join(r['command'] for r in reports)
     command += ', merged by ' + shlex.join(
         [osp.relpath(sys.executable), *sys.argv])
-    return report(runs, args, command)
+    # the reports' own setting (budget, features, device), not --merge's
+    # defaults; only the seeds change
+    head, tail = reports[0]['setting'].split('seeds', 1)
+    setting = f'{head}seeds {args.seeds}{tail.split("]", 1)[1]}'
+    return report(runs, args, command, setting)
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -505,8 +517,12 @@ def paired_differences(results: List[dict],
     return paired
 
 
-def report(results: List[dict], args: argparse.Namespace, command: str) -> str:
-    """Write ``report.md`` and ``report.json``, print the markdown.
+def report(results: List[dict],
+           args: argparse.Namespace,
+           command: str,
+           setting: Optional[str] = None) -> str:
+    """Write ``report.md`` and ``report.json``, print the markdown;
+    ``setting`` (default: from ``args``) describes the runs.
 
     Returns:
         str: The markdown.
@@ -516,13 +532,16 @@ def report(results: List[dict], args: argparse.Namespace, command: str) -> str:
     cols = [f'{m}_{lvl}' for lvl in LEVELS for m in TABLE_METRICS]
     num_seeds = len(args.seeds)
     subset = 'all 60000' if args.subset is None else args.subset
-    setting = (f'Fashion-MNIST, {subset} training images, {args.epochs} '
-               f'epochs, prototypes from epoch {args.warmup} every '
-               f'{args.interval}, seeds {args.seeds}, device {args.device}'
-               f'{"" if args.amp == "none" else ", AMP " + args.amp}; '
-               f'kNN k={args.knn_k} (training images as the bank, the 10k '
-               'test images as queries), k-means on the test features (10 '
-               'fine / 4 coarse clusters); mean ± std (ddof 0) over seeds')
+    features = '' if args.feature_source == 'extract' else \
+        f' (features: {args.feature_source})'
+    setting = setting or (
+        f'Fashion-MNIST, {subset} training images, {args.epochs} '
+        f'epochs, prototypes from epoch {args.warmup} every '
+        f'{args.interval}{features}, seeds {args.seeds}, device {args.device}'
+        f'{"" if args.amp == "none" else ", AMP " + args.amp}; '
+        f'kNN k={args.knn_k} (training images as the bank, the 10k '
+        'test images as queries), k-means on the test features (10 '
+        'fine / 4 coarse clusters); mean ± std (ddof 0) over seeds')
     lines = [f'Command: `{command}`', '', setting, '']
     lines += [
         '| method | ' + ' | '.join(cols) + ' | training (min) |',
