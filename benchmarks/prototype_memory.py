@@ -12,7 +12,10 @@ collective :func:`hierarchical_kmeans` and ``load_clustering``. The peak
 resident set of the step (Linux ``VmHWM``, reset through
 ``/proc/self/clear_refs`` when the step starts) minus the resident set
 at its start is reported in units of the N x D float32 matrix; the target
-is 1 / world + O(K D) on every rank. Writes
+is 1 / world + O(K D) on every rank (plus the k-means' fixed-size chunk
+buffers, 16 MB on CPU). The code is loaded by a small clustering first,
+and glibc's mmap threshold is fixed at 64 KiB (``--glibc-default`` keeps
+the dynamic one, under which freed blocks may stay resident). Writes
 ``benchmarks/results/prototype_memory.json``.
 """
 import argparse
@@ -91,6 +94,13 @@ def worker(rank, world, port, n, dim, num_clusters, source, queue):
         sampler = DefaultSampler(dataset, shuffle=False, round_up=False)
     loader = DataLoader(
         dataset, batch_size=256, sampler=sampler, collate_fn=collate)
+    # load the k-means' code (torch, faiss, MKL pages) before measuring
+    hierarchical_kmeans(
+        torch.randn(2 * num_clusters[0], dim),
+        num_clusters,
+        niter=1,
+        nredo=1,
+        distributed=False)
     if world > 1:
         dist.barrier()
     with open('/proc/self/clear_refs', 'w') as f:
@@ -154,7 +164,14 @@ def main():
         '--out',
         default=osp.join(ROOT, 'benchmarks', 'results',
                          'prototype_memory.json'))
+    parser.add_argument(
+        '--glibc-default',
+        action='store_true',
+        help='keep glibc\'s dynamic mmap threshold (default: 64 KiB, fixed, '
+        'so that a freed block leaves the resident set)')
     args = parser.parse_args()
+    if not args.glibc_default:  # read by the spawned workers at start
+        os.environ['MALLOC_MMAP_THRESHOLD_'] = str(2**16)
     n, dim, ks = args.images, args.dim, args.num_clusters
     matrix_mb = n * dim * 4 / 2**20
     centroid_mb = sum(ks) * dim * 4 / 2**20
@@ -183,6 +200,7 @@ def main():
                 matrix_mb=matrix_mb,
                 centroid_mb=centroid_mb,
                 load_average=os.getloadavg()[0],
+                malloc_mmap_threshold=os.environ.get('MALLOC_MMAP_THRESHOLD_'),
                 rows=rows),
             f,
             indent=2)

@@ -146,6 +146,45 @@ def test_torch_assignment_equals_faiss_search(monkeypatch):
     assert_same_clustering(without, with_faiss, atol=1e-5)
 
 
+def test_unit_rows_are_clustered_in_place_as_a_normalised_copy():
+    """The hook hands L2-normalised shards: used as they are (views, no
+    copy, the caller's tensor untouched), same clustering as the same
+    points at other scales, normalised chunk by chunk."""
+    feats = F.normalize(torch.from_numpy(blobs(n=1500, k=12)), dim=1)
+    scaled = feats * torch.linspace(0.5, 3, len(feats))[:, None]
+    before = feats.clone()
+    assert bool(lloyd.unit_rows(feats)) and not bool(lloyd.unit_rows(scaled))
+    in_place = hierarchical_kmeans(feats, [12, 3], nredo=2, chunk_size=512)
+    assert torch.equal(feats, before)
+    assert_same_clustering(
+        hierarchical_kmeans(scaled, [12, 3], nredo=2, chunk_size=512),
+        in_place,
+        atol=1e-5)
+    assert torch.equal(
+        lloyd.normalize_rows_(scaled.clone()),
+        lloyd.normalized_rows(scaled, None, 512))
+
+
+def test_fixed_point_sums_are_exact_through_float64(monkeypatch):
+    """The CPU sums fixed-point integers in float64, moved to int64 every
+    _EXACT_ROWS rows: equal to int64 sums of the rounded values."""
+    gen = torch.Generator().manual_seed(0)
+    points = F.normalize(torch.randn(1000, 24, generator=gen), dim=1)
+    labels = torch.randint(0, 7, (1000, ), generator=gen)
+    fixed = (points.double() * 2.0**32).round().long()
+    expected = torch.zeros(
+        7, 24, dtype=torch.long).index_add_(0, labels, fixed)
+    for exact_rows in (2**20, 100):  # one move at the end / ten moves
+        monkeypatch.setattr(lloyd, '_EXACT_ROWS', exact_rows)
+        sums = torch.zeros(7, 24, dtype=torch.long)
+        acc = torch.zeros(7, 24, dtype=torch.float64)
+        scaled = torch.empty(64, 24, dtype=torch.float64)
+        pending = lloyd._add_fixed_point(sums, acc, scaled, 0, points, labels)
+        sums += acc.long()
+        assert torch.equal(sums, expected)
+        assert 0 < pending <= exact_rows
+
+
 def test_subsampled_training_still_assigns_every_point():
     feats = blobs(n=2000, k=20)
     res = hierarchical_kmeans(feats, [20], nredo=1, max_points_per_centroid=10)

@@ -151,6 +151,36 @@ def test_row_pairing_helpers():
     assert index[2].tolist() == [-1] * 4
 
 
+def test_rows_of_a_view_are_paired_by_storage_as_by_hash():
+    """Segments that are rows of a view (SimSiam, MoCo's query) skip the
+    hashing; the pairing is the one the hashes give on copies."""
+    y, z = torch.randn(6, 2, 2), torch.randn(6, 2, 2)
+    for segments in ([y, z], [z[3:], y, z[:3]], [y[1:4], z, y]):
+        by_storage = match_views(segments, [y, z, -y])
+        by_hash = match_views([s.clone() for s in segments], [y, z, -y])
+        assert torch.equal(by_storage, by_hash)
+    # a mix: one segment aliased, one a copy
+    mixed = match_views([y[:3], z.clone(), y[3:].clone()], [y, z])
+    assert mixed.tolist() == [[0, 1, 2, 9, 10, 11], [3, 4, 5, 6, 7, 8]]
+
+
+def test_unshuffled_momentum_rows_are_recorded_by_storage():
+    """A key batch that is rows of a view is recorded without hashing, as
+    the hash path records a copy of it."""
+    inputs = views()
+    feats = torch.randn(4, D)
+    ids = torch.arange(10, 10 + B)
+    banks = []
+    for images in (inputs[1][2:6], inputs[1][2:6].clone()):
+        model = build('MoCo')
+        model.enable_memory_bank(32).recording = True
+        model._record_matched(feats, images, inputs, ids)
+        banks.append(bank_rows(model))
+    assert sorted(banks[0]) == [12, 13, 14, 15]
+    for i in banks[0]:
+        torch.testing.assert_close(banks[0][i], banks[1][i])
+
+
 @pytest.mark.parametrize('identical', [True, False])
 def test_simclr_interleaved_rows_are_paired(identical):
     """SimCLR stacks b0v0, b0v1, b1v0, ...: sample b is row 2b, not b."""

@@ -158,6 +158,19 @@ def _check_args(backend, init, niter, nredo, max_points_per_centroid,
             'all the points.')
 
 
+def _all_finite(features: torch.Tensor) -> bool:
+    """No NaN or Inf, checked about 2^20 values at a time: a sum with
+    ``dtype=float64`` would cast a float64 copy of all the features (2 N D
+    floats, measured), a whole-tensor ``isfinite`` holds N D temporaries."""
+    if features.ndim != 2 or not features.numel():
+        return bool(torch.isfinite(features).all())
+    finite = torch.ones((), dtype=torch.bool, device=features.device)
+    rows = max(1, 2**20 // features.shape[1])
+    for i in range(0, len(features), rows):  # one sync at the end
+        finite &= torch.isfinite(features[i:i + rows]).all()
+    return bool(finite)
+
+
 def _shard_ids(features, sample_idx, num_samples, world_size):
     """Checks the shards of all ranks alike (a rank alone raising would
     leave the others waiting in a collective); returns the global ids of
@@ -173,11 +186,9 @@ def _shard_ids(features, sample_idx, num_samples, world_size):
     ok_ids = sample_idx.ndim == 1 and not sample_idx.is_floating_point() \
         and len(sample_idx) == (len(features) if features.ndim else 0)
     info = torch.tensor([
-        features.ndim,
-        features.shape[0] if features.ndim else 0,
+        features.ndim, features.shape[0] if features.ndim else 0,
         features.shape[-1] if features.ndim == 2 else -1,
-        # NaN and Inf survive a float64 sum, which holds no N x D mask.
-        int(bool(torch.isfinite(features.sum(dtype=torch.float64)))),
+        int(_all_finite(features)),
         int(ok_ids),
         sample_idx.numel(),
         int(sample_idx.min()) if ok_ids and sample_idx.numel() else 0,
@@ -267,8 +278,10 @@ def hierarchical_kmeans(
     (centroids only) are computed alike on every rank.
 
     Args:
-        features (Tensor | np.ndarray): This rank's points, (n, D). They are
-            L2-normalised chunk by chunk, without a copy of the shard.
+        features (Tensor | np.ndarray): This rank's points, (n, D). Rows
+            already of unit norm (the hook's shards) are read in place,
+            others L2-normalised chunk by chunk: never a copy of the
+            shard, never written to.
         num_clusters (Sequence[int]): Clusters per level, finest first,
             strictly decreasing.
         sample_idx (Tensor | np.ndarray, optional): Global id in
@@ -290,7 +303,7 @@ def hierarchical_kmeans(
             only). Defaults to 'torch'.
         chunk_size (int, optional): Points per assignment GEMM. Defaults to
             :func:`default_chunk_size` (4096 on CPU, 8192 on a GPU, less for
-            many clusters or few points).
+            many clusters, wide points or few points).
         verbose (bool): Log every iteration on rank 0. Defaults to False.
         min_points_per_centroid (int): faiss warns below this many points
             per centroid (faiss backend). Defaults to 10.
@@ -356,8 +369,8 @@ def hierarchical_kmeans(
                 max_points_per_centroid=max_points_per_centroid,
                 seed=seed + lvl,
                 init=init,
-                chunk_size=chunk_size
-                or default_chunk_size(int(k), num_points, points.device),
+                chunk_size=chunk_size or default_chunk_size(
+                    int(k), num_points, points.device, points.shape[1]),
                 precision=precision,
                 distributed=lvl == 0 and world_size > 1,
                 log=lambda msg, lvl=lvl: log(f'level {lvl}: {msg}'))

@@ -30,6 +30,9 @@ from mmengine import dist
 _SUM_SCALE = 2.0**32
 _OBJ_SCALE = 2.0**24  # squared distances <= 4: room for 2^37 points
 _SPLIT_EPS = 1 / 1024  # faiss' EPS of split_clusters
+_SUM_BLOCK = 256  # rows converted to fixed point at a time (CPU)
+_EXACT_ROWS = 2**20  # rows summed in float64 before moving to int64
+_ROUND = 1.5 * 2.0**52  # x + _ROUND - _ROUND: x rounded to an integer
 
 PRECISIONS = ('fp32', 'tf32', 'bf16')
 
@@ -51,39 +54,80 @@ def faiss_available() -> bool:
     return True
 
 
-def default_chunk_size(num_clusters: int, num_points: int,
-                       device: torch.device) -> int:
+def default_chunk_size(num_clusters: int,
+                       num_points: int,
+                       device: torch.device,
+                       dim: Optional[int] = None) -> int:
     """Rows per assignment chunk, in multiples of 256: at most 4096 on CPU
-    (faiss' own query block) and a 64 MB score matrix, at most 8192 and a
-    1 GB score matrix on a GPU, and no more than the ``num_points`` of all
-    ranks need. A function of global sizes only, so every rank and every
-    world size uses the same."""
+    (faiss' own query block), a 64 MB score matrix and a 16 MB chunk of
+    ``dim``-d points, at most 8192 and a 1 GB score matrix on a GPU, split
+    into equal chunks over the ``num_points`` of all ranks. A function of
+    global sizes only, so every rank and every world size uses the
+    same."""
     if device.type == 'cuda':
         rows = min(8192, 2**28 // num_clusters)
     else:
-        rows = min(4096, 2**24 // num_clusters)
-    rows = min(rows, -(-num_points // 256) * 256)
-    return max(rows // 256 * 256, 256)
+        rows = min(4096, 2**24 // num_clusters, 2**22 // (dim or 1))
+    rows = max(rows // 256 * 256, 256)
+    # equal chunks: the last one is not mostly padding
+    chunks = -(-num_points // rows)
+    return max(-(-num_points // (chunks * 256)) * 256, 256)
 
 
-def padded_chunks(points: torch.Tensor, rows: Optional[torch.Tensor],
-                  chunk_size: int) -> Iterator[Tuple[int, torch.Tensor]]:
+def padded_chunks(
+        points: torch.Tensor,
+        rows: Optional[torch.Tensor],
+        chunk_size: int,
+        normalize: bool = True) -> Iterator[Tuple[int, torch.Tensor]]:
     """L2-normalised float32 chunks of ``points`` (or of its ``rows``).
 
-    Yields ``(m, chunk)``: ``chunk`` is a reused ``chunk_size x D`` buffer
-    whose first ``m`` rows are the next points, the rest zeros.
+    Yields ``(m, chunk)``: ``chunk`` is ``chunk_size x D``, its first ``m``
+    rows the next points, the rest zeros: a reused buffer, or, for a full
+    chunk of contiguous float32 rows that need no ``normalize``, a view of
+    ``points`` itself (no copy). Never write into a chunk.
     """
     num = points.shape[0] if rows is None else rows.numel()
-    buf = points.new_zeros((chunk_size, points.shape[1]), dtype=torch.float32)
+    view_ok = not normalize and rows is None and \
+        points.dtype == torch.float32 and points.is_contiguous()
+    buf = None
     for start in range(0, num, chunk_size):
         stop = min(start + chunk_size, num)
         m = stop - start
+        if view_ok and m == chunk_size:
+            yield m, points[start:stop]
+            continue
+        if buf is None:
+            buf = points.new_zeros((chunk_size, points.shape[1]),
+                                   dtype=torch.float32)
         buf[:m] = points[start:stop] if rows is None else \
             points[rows[start:stop]]
         buf[m:] = 0
-        norms = torch.linalg.vector_norm(buf, dim=1, keepdim=True)
-        buf.div_(norms.clamp_min_(1e-12))
+        if normalize:
+            norms = torch.linalg.vector_norm(buf, dim=1, keepdim=True)
+            buf.div_(norms.clamp_min_(1e-12))
         yield m, buf
+
+
+@torch.no_grad()
+def normalize_rows_(points: torch.Tensor, rows: int = 256) -> torch.Tensor:
+    """L2-normalise the rows of ``points`` in place, a block at a time (no
+    N x D temporary), as :func:`padded_chunks` does; returns ``points``."""
+    for i in range(0, len(points), rows):
+        block = points[i:i + rows]
+        norms = torch.linalg.vector_norm(block, dim=1, keepdim=True)
+        block.div_(norms.clamp_min_(1e-12))
+    return points
+
+
+def unit_rows(points: torch.Tensor, tol: float = 1e-5) -> torch.Tensor:
+    """Whether every row has an L2 norm within ``tol`` of 1 (one pass, a
+    block of about 2^20 values at a time)."""
+    ok = torch.ones((), dtype=torch.bool, device=points.device)
+    rows = max(1, 2**20 // max(1, points.shape[1]))
+    for i in range(0, len(points), rows):
+        norms = torch.linalg.vector_norm(points[i:i + rows].float(), dim=1)
+        ok &= ((norms - 1).abs() <= tol).all()
+    return ok
 
 
 def normalized_rows(points: torch.Tensor, rows: Optional[torch.Tensor],
@@ -223,7 +267,27 @@ def _initial_centroids(points, local_row, train_ids, num_train, k, init,
     return _all_reduce(centroids, distributed)  # x + 0 is exact
 
 
-def _lloyd_step(points, rows, centroids, chunk_size, precision, distributed):
+def _add_fixed_point(sums, acc, scaled, pending, points, labels):
+    """CPU: add ``points`` to ``sums[labels]`` in fixed point, a cached
+    block of rows at a time. The integers (|v| < 2^32) are summed in float64
+    (its index_add is 6x int64's here), exactly: after at most 2^20 rows
+    every partial sum is an integer below 2^53; ``acc`` is then moved to
+    the int64 ``sums``. Returns the rows pending in ``acc``."""
+    for i in range(0, len(points), len(scaled)):
+        j = min(len(points), i + len(scaled))
+        if pending + j - i > _EXACT_ROWS:
+            sums += acc.long()
+            acc.zero_()
+            pending = 0
+        block = torch.mul(points[i:j], _SUM_SCALE, out=scaled[:j - i])
+        # to the nearest integer (|v| < 2^51): faster than trunc_ here
+        acc.index_add_(0, labels[i:j], block.add_(_ROUND).sub_(_ROUND))
+        pending += j - i
+    return pending
+
+
+def _lloyd_step(points, rows, centroids, chunk_size, precision, normalize,
+                distributed):
     """Assign the (training) rows, then all-reduce the fixed-point sums,
     the counts and the objective in one collective."""
     k, dim = centroids.shape
@@ -232,13 +296,25 @@ def _lloyd_step(points, rows, centroids, chunk_size, precision, distributed):
     packed = torch.zeros(
         k * (dim + 1) + 1, dtype=torch.int64, device=points.device)
     sums = packed[:-1].view(k, dim + 1)
+    gpu = points.device.type == 'cuda'
+    if not gpu:  # see _add_fixed_point
+        scaled = points.new_empty((_SUM_BLOCK, dim), dtype=torch.float64)
+        acc = points.new_zeros((k, dim), dtype=torch.float64)
+    pending = 0
     all_labels, all_dists = [], []
-    for m, chunk in padded_chunks(points, rows, chunk_size):
+    for m, chunk in padded_chunks(points, rows, chunk_size, normalize):
         dist_, labels = nearest(chunk)
         labels = labels[:m].to(points.device)
-        sums[:, :dim].index_add_(0, labels, chunk[:m].mul_(_SUM_SCALE).long())
+        if gpu:  # int64 atomics: one kernel per chunk
+            sums[:, :dim].index_add_(0, labels,
+                                     chunk[:m].mul(_SUM_SCALE).long())
+        else:
+            pending = _add_fixed_point(sums[:, :dim], acc, scaled, pending,
+                                       chunk[:m], labels)
         all_labels.append(labels)
         all_dists.append(dist_[:m].to(points.device))
+    if not gpu:
+        sums[:, :dim] += acc.long()
     if all_labels:
         sums[:, dim] = torch.bincount(torch.cat(all_labels), minlength=k)
         packed[-1] = torch.cat(all_dists).mul_(_OBJ_SCALE).long().sum()
@@ -297,6 +373,9 @@ def _lloyd_kmeans(points, ids, num_points, k, niter, nredo,
         rows = local_row[train_ids]
         rows = rows[rows >= 0].sort().values.to(device)
 
+    # rows already L2-normalised (the hook's shards) are used in place
+    normalize = torch.logical_not(unit_rows(points)).int().view(1)
+    normalize = bool(_all_reduce(normalize, distributed))
     best, best_obj = None, float('inf')
     for redo in range(nredo if num_train > k else 1):
         generator = torch.Generator().manual_seed(seed + 1 + redo * 15486557)
@@ -309,7 +388,7 @@ def _lloyd_kmeans(points, ids, num_points, k, niter, nredo,
         for it in range(niter):
             centroids, counts, obj = _lloyd_step(points, rows, centroids,
                                                  chunk_size, precision,
-                                                 distributed)
+                                                 normalize, distributed)
             nsplit = _split_empty_clusters(centroids, counts, generator)
             if log is not None:
                 log(f'redo {redo} iteration {it}: objective {obj:.6g}, '
@@ -319,7 +398,7 @@ def _lloyd_kmeans(points, ids, num_points, k, niter, nredo,
 
     labels, dists = [], []
     nearest = NearestCentroid(best, precision)
-    for m, chunk in padded_chunks(points, None, chunk_size):
+    for m, chunk in padded_chunks(points, None, chunk_size, normalize):
         dist_, label = nearest(chunk)
         dists.append(dist_[:m].to(device))
         labels.append(label[:m].to(device))

@@ -13,7 +13,7 @@ from mmpretrain.registry import HOOKS
 from torch.utils.data import DataLoader, Subset
 
 from hirl_mm.clustering import (HierarchicalClustering, check_num_clusters,
-                                hierarchical_kmeans)
+                                hierarchical_kmeans, normalize_rows_)
 from hirl_mm.models.utils import HierarchicalPrototypeMixin
 from ..feature_extractor import extract_feature_shard
 
@@ -243,18 +243,19 @@ class HierarchicalPrototypeHook(Hook):
                 collate_fn=default_collate)
             extra, extra_idx = extract_feature_shard(
                 model.extract_proto_feat, loader, model=model)
-            if feats is None:  # this rank recorded nothing
+            if feats is not None and len(extra) and \
+                    extra.shape[1] != feats.shape[1]:
+                raise ValueError(
+                    'model.record_proto_feat was given '
+                    f'{feats.shape[1]}-d features, '
+                    f'model.extract_proto_feat gives {extra.shape[1]}-d: '
+                    'both must give the prototypes\' features.')
+            if len(extra):  # appended to the bank's rows: no copy of them
+                bank.record(
+                    extra.to(feats) if feats is not None else extra, extra_idx)
+                feats, sample_idx = bank.rows()
+            elif feats is None:  # this rank holds no image at all
                 feats, sample_idx = extra, extra_idx
-            elif len(extra):
-                if extra.shape[1] != feats.shape[1]:
-                    raise ValueError(
-                        'model.record_proto_feat was given '
-                        f'{feats.shape[1]}-d features, '
-                        f'model.extract_proto_feat gives {extra.shape[1]}-d: '
-                        'both must give the prototypes\' features.')
-                feats = torch.cat([feats, extra.to(feats)])
-                sample_idx = torch.cat(
-                    [sample_idx, extra_idx.to(sample_idx.device)])
         return feats, sample_idx
 
     def extract(
@@ -262,11 +263,12 @@ class HierarchicalPrototypeHook(Hook):
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """This rank's share of the deterministic re-embedding: features
         (S, D) on the model's device and their ``sample_idx`` (S, )."""
-        return extract_feature_shard(
+        feats, sample_idx = extract_feature_shard(
             model.extract_proto_feat,
             self.dataloader,
             model=model,
             progress=True)
+        return normalize_rows_(feats), sample_idx
 
     def log_clustering(self, runner: Runner,
                        clustering: HierarchicalClustering,

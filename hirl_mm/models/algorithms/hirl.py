@@ -365,13 +365,21 @@ class HIRL(HierarchicalPrototypeMixin, BaseModel):
         """
         V, B = len(views), len(views[0])
         device = feats.device
+        world_size = get_world_size()
+        if world_size == 1:  # rows of a view itself: no hashing
+            offset = next((o for o in (row_offset(images, v)
+                                       for v in views) if o is not None), None)
+            if offset is not None:
+                self.record_proto_feat(
+                    feats.detach(),
+                    sample_idx[offset:offset + len(images)].to(device))
+                return
         table = torch.stack([
             torch.stack([row_hashes(v).to(device) for v in views]),
             sample_idx.to(device).expand(V, B),
             torch.arange(V, device=device)[:, None].expand(V, B),
             torch.ones(V, B, dtype=torch.long, device=device)
         ]).flatten(1)  # 4 x VB: hash, sample, view, valid
-        world_size = get_world_size()
         if world_size > 1:
             comm = get_comm_device()
             width = torch.tensor([table.shape[1]], device=comm)

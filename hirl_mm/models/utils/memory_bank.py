@@ -106,6 +106,10 @@ class PrototypeMemoryBank:
             ids[:self.size] = self.ids[:self.size]
         self.feats, self.ids = feats, ids
 
+    def rows(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Views of the held features (S, D) and their ``sample_idx``."""
+        return self.feats[:self.size], self.ids[:self.size]
+
     def shard(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """This rank's rows after removing the images a lower rank holds.
 

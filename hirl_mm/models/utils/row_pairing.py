@@ -85,13 +85,27 @@ def match_views(segments: Sequence[torch.Tensor],
                        -1,
                        dtype=torch.long,
                        device=views[0].device)
-    start, hashed = 0, []
-    for seg in segments:
-        hashed.append((start, seg, row_hashes(seg).to(index.device)))
-        start += len(seg)
-    for v, view in enumerate(views):
-        view_hash = row_hashes(view)
-        for start, seg, seg_hash in hashed:
+    view_hashes = None  # hashed on first need
+    start = 0
+    for seg in segments:  # an earlier segment's row wins
+        # rows of a view itself (SimSiam, MoCo's query) are paired by
+        # storage, without hashing (10-50 ms a step on a CPU)
+        v, offset = next(
+            ((v, o)
+             for v, o in enumerate(row_offset(seg, view)
+                                   for view in views) if o is not None),
+            (None, None))
+        if v is not None:
+            block = index[v, offset:offset + len(seg)]
+            free = block < 0
+            block[free] = torch.arange(
+                start, start + len(seg), device=index.device)[free]
+            start += len(seg)
+            continue
+        seg_hash = row_hashes(seg).to(index.device)
+        if view_hashes is None:
+            view_hashes = [row_hashes(view) for view in views]
+        for v, (view, view_hash) in enumerate(zip(views, view_hashes)):
             if seg.shape[1:] != view.shape[1:]:
                 continue
             eq = view_hash[:, None] == seg_hash[None]  # B x n
@@ -102,4 +116,5 @@ def match_views(segments: Sequence[torch.Tensor],
             # the hash proposes, exact equality decides
             same = (seg[first].to(view.device) == view[todo]).flatten(1).all(1)
             index[v, todo[same]] = start + first[same]
+        start += len(seg)
     return index
