@@ -332,3 +332,73 @@ def test_bad_prototype_spaces_are_named():
         build('SimCLR', proto_branch='predictor')
     with pytest.raises(ValueError, match='online_batch_stats'):
         build('SimSiam', proto_branch='predictor', reassign_each_iter=True)
+
+
+def _rank_views(rank, b=4):
+    """Rank ``rank``'s two views of its samples 10 * rank + [0, b)."""
+    gen = torch.Generator().manual_seed(rank)
+    return [torch.randn(b, 3, 2, 2, generator=gen) for _ in range(2)]
+
+
+class _Recorder:
+    """The part of HIRL that ``_record_matched`` uses."""
+    proto_branch = 'encoder_k'
+
+    def __init__(self):
+        self.rows = []
+
+    def record_proto_feat(self, feats, sample_idx):
+        self.rows += list(zip(sample_idx.tolist(), feats[:, 0].tolist()))
+
+
+def _record_across_ranks(rank, world, port, queue):
+    import os
+
+    import torch.distributed as dist
+
+    from hirl_mm.models.algorithms.hirl import HIRL
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+    dist.init_process_group('gloo', rank=rank, world_size=world)
+    try:
+        views = _rank_views(rank)
+        # MoCo's batch shuffle: this rank's key images are the second views
+        # of samples of both ranks (the global batch, permuted)
+        keys = torch.cat([_rank_views(r)[1] for r in range(world)])
+        order = torch.randperm(
+            len(keys), generator=torch.Generator().manual_seed(7))[rank::world]
+        # a key's feature names its true sample: 10 * rank + b
+        truth = torch.tensor([10 * (i // 4) + i % 4 for i in range(8)])
+        feats = truth[order].float()[:, None].expand(-1, 3)
+        recorder = _Recorder()
+        HIRL._record_matched(recorder, feats, keys[order], views,
+                             10 * rank + torch.arange(4))
+        queue.put((rank, recorder.rows))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_momentum_rows_are_recorded_across_ranks():
+    """Two gloo ranks, key images shuffled across them: each key row is
+    recorded under the sample it is a view of, by the rank holding it."""
+    import socket
+
+    import torch.multiprocessing as mp
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context('spawn')
+    queue = ctx.Queue()
+    procs = [
+        ctx.Process(target=_record_across_ranks, args=(r, 2, port, queue))
+        for r in range(2)
+    ]
+    for p in procs:
+        p.start()
+    rows = dict(queue.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert sorted(i for r in rows.values() for i, _ in r) == \
+        [0, 1, 2, 3, 10, 11, 12, 13]
+    for rank_rows in rows.values():  # the feature names its sample
+        assert all(i == f for i, f in rank_rows)

@@ -54,10 +54,14 @@ def test_plain_simsiam_trains_saves_and_resumes(tmp_path):
     assert 'backbone.conv1.weight' in ckpt['state_dict']
 
 
-def test_two_ranks_train_and_cluster_like_one(tmp_path):
+@pytest.mark.parametrize('feature_source', ['extract', 'memory_bank'])
+def test_two_ranks_train_and_cluster_like_one(tmp_path, feature_source):
     """gloo, 2 processes x 5 vs 1 process x 10 images per step: the same
-    losses and weights during the warm-up epoch, then the same prototypes
-    (105 images: the extraction shards are uneven, 53 + 52)."""
+    losses and weights during the warm-up epoch, the same prototypes, then
+    the same losses with SPD (every leaf a negative path: the real head
+    draws them per rank). 105 images: the extraction shards are uneven
+    (53 + 52); with the memory bank the sampler pads a rank's shard and
+    drop_last leaves 5 images unseen, re-embedded."""
     results = {}
     for nproc in (1, 2):
         work_dir = tmp_path / str(nproc)
@@ -68,10 +72,18 @@ def test_two_ranks_train_and_cluster_like_one(tmp_path):
                 warmup_epochs=1,
                 num_train=7,
                 batch_size=10 // nproc))
+        cfg.model.head.type = 'ToyEveryLeafSPDHead'
+        cfg.log_level = 'INFO'
+        for hook in cfg.custom_hooks:
+            if hook.type == 'HierarchicalPrototypeHook':
+                hook.feature_source = feature_source
         cfg.custom_imports = dict(imports=['hirl_mm', 'toy'])
         cfg.custom_hooks.append(
             dict(type='ToyLossRecorder', out_file=str(work_dir / 'l.json')))
-        train(cfg, work_dir, nproc=nproc)
+        out = train(cfg, work_dir, nproc=nproc)
+        if feature_source == 'memory_bank':  # the bank fed the k-means
+            assert 'Re-embedding 5 images no rank trained on' in \
+                out.stdout + out.stderr
         protos = torch.load(work_dir / 'epoch_2.pth')['state_dict']
         with open(work_dir / 'l.json') as f:
             losses = {int(k): v for k, v in json.load(f).items()}
@@ -79,8 +91,9 @@ def test_two_ranks_train_and_cluster_like_one(tmp_path):
                           protos, losses)
     (w1, p1, l1), (w2, p2, l2) = results[1], results[2]
     assert len(l1) == len(l2) == 20
-    for it in range(10):  # the warm-up epoch: plain SimSiam
-        assert l1[it] == pytest.approx(l2[it], rel=1e-4, abs=1e-5)
+    # the warm-up epoch (plain SimSiam), then SimSiam + SPD
+    for it in range(20):
+        assert l1[it] == pytest.approx(l2[it], rel=1e-4, abs=1e-5), it
     torch.testing.assert_close(
         w1['backbone.conv1.weight'],
         w2['backbone.conv1.weight'],

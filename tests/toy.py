@@ -2,10 +2,13 @@
 import json
 import os.path as osp
 
+import torch
 from mmengine.config import Config
 from mmengine.dist import all_reduce, get_rank
 from mmengine.hooks import Hook
-from mmpretrain.registry import HOOKS
+from mmpretrain.registry import HOOKS, MODELS
+
+from hirl_mm.models.heads import SPDHead
 
 CONFIGS = osp.join(osp.dirname(osp.dirname(__file__)), 'configs')
 HIRL_SIMSIAM = osp.join(CONFIGS, 'hirl',
@@ -68,6 +71,17 @@ class ToyLossRecorder(Hook):
         if get_rank() == 0:
             with open(self.out_file, 'w') as f:
                 json.dump(self.losses, f)
+
+
+@MODELS.register_module(force=True)
+class ToyEveryLeafSPDHead(SPDHead):
+    """SPD with every leaf as a negative path of every image (the real head
+    draws them at random, per rank): the loss of a global batch then does
+    not depend on how ranks split it."""
+
+    def sample_negatives(self, batch_size, num_leaves, device):
+        return torch.arange(
+            num_leaves, device=device).expand(batch_size, num_leaves)
 
 
 def batch_free(cfg: Config) -> Config:
