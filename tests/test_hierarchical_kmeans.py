@@ -185,6 +185,66 @@ def test_fixed_point_sums_are_exact_through_float64(monkeypatch):
         assert 0 < pending <= exact_rows
 
 
+def test_weights_make_heavy_points_claim_the_clusters():
+    """Two close groups of heavy points and twelve far light ones, two
+    clusters: equal weights give one to the far points, weights by size
+    split the groups. Weights of one change nothing."""
+    eye = torch.eye(16)
+    torch.manual_seed(0)
+    heavy = torch.stack([
+        eye[0] + s * 0.3 * eye[1] + 0.01 * torch.randn(16) for s in (1, -1)
+        for _ in range(10)
+    ])
+    points = F.normalize(torch.cat([heavy, eye[3:15]]), dim=1)
+    n = len(points)
+    kwargs = dict(
+        niter=20,
+        nredo=20,
+        max_points_per_centroid=1000,
+        seed=0,
+        init='random',
+        chunk_size=256,
+        precision='fp32',
+        distributed=False)
+    ids = torch.arange(n)
+
+    def labels(weights=None):
+        return lloyd.lloyd_kmeans(
+            points, ids, n, 2, weights=weights, **kwargs).labels
+
+    weights = torch.cat([torch.full((20, ), 1000.), torch.ones(12)]).double()
+    assert len(set(labels()[:20].tolist())) == 1
+    split = labels(weights)
+    assert len(set(split[:10].tolist())) == len(set(split[10:20].tolist())) \
+        == 1 and split[0] != split[10]
+    assert torch.equal(labels(torch.ones(n).double()), labels())
+
+
+@pytest.mark.parametrize('backend', ['torch', 'faiss'])
+def test_upper_levels_are_weighted_by_images_under_them(monkeypatch, backend):
+    calls = []
+    if backend == 'torch':
+        inner = hkm.lloyd_kmeans
+        monkeypatch.setattr(
+            hkm, 'lloyd_kmeans', lambda *a, **kw: calls.append(
+                kw.get('weights')) or inner(*a, **kw))
+    else:
+        inner = hkm._faiss_level
+        monkeypatch.setattr(hkm, '_faiss_level',
+                            lambda *a: calls.append(a[-1]) or inner(*a))
+    feats = blobs(n=600, k=12)
+    res = hierarchical_kmeans(
+        feats, [12, 4, 2],
+        nredo=2,
+        backend=backend,
+        weighted_upper_levels=True)
+    sizes1 = np.bincount(res.assignments, minlength=12)
+    sizes2 = np.bincount(res.parents[0], weights=sizes1, minlength=4)
+    assert calls[0] is None
+    np.testing.assert_array_equal(np.asarray(calls[1]), sizes1)
+    np.testing.assert_array_equal(np.asarray(calls[2]), sizes2)
+
+
 def test_subsampled_training_still_assigns_every_point():
     feats = blobs(n=2000, k=20)
     res = hierarchical_kmeans(feats, [20], nredo=1, max_points_per_centroid=10)

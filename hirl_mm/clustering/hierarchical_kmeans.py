@@ -88,27 +88,36 @@ def kmeans_plusplus(points: np.ndarray, k: int, seed: int) -> np.ndarray:
     return centroids
 
 
-def _faiss_kmeans(points, k, init, nredo, seed, **kwargs):
+def _faiss_kmeans(points, k, init, nredo, seed, weights=None, **kwargs):
     """faiss k-means; with k-means++ init every restart is seeded anew."""
     import faiss
     if init == 'random':
         kmeans = faiss.Kmeans(
             points.shape[1], k, nredo=nredo, seed=seed, **kwargs)
-        kmeans.train(points)
+        kmeans.train(points, weights=weights)
         return kmeans
     best = None
     for redo in range(nredo):
         kmeans = faiss.Kmeans(points.shape[1], k, seed=seed, **kwargs)
         kmeans.train(
             points,
+            weights=weights,
             init_centroids=kmeans_plusplus(points, k, seed * 1000 + redo))
         if best is None or kmeans.obj[-1] < best.obj[-1]:
             best = kmeans
     return best
 
 
-def _faiss_level(points, k, seed, niter, nredo, init, max_points_per_centroid,
-                 min_points_per_centroid, verbose):
+def _faiss_level(points,
+                 k,
+                 seed,
+                 niter,
+                 nredo,
+                 init,
+                 max_points_per_centroid,
+                 min_points_per_centroid,
+                 verbose,
+                 weights=None):
     """One level with faiss (GPU when faiss has one): labels, distances,
     centroids, objective, non-empty clusters."""
     import faiss
@@ -123,7 +132,8 @@ def _faiss_level(points, k, seed, niter, nredo, init, max_points_per_centroid,
         max_points_per_centroid=max_points_per_centroid,
         min_points_per_centroid=min_points_per_centroid,
         gpu=gpu,
-        verbose=verbose)
+        verbose=verbose,
+        weights=weights)
     dist, labels = kmeans.index.search(points, 1)
     labels = labels[:, 0].astype(np.int64)
     return (labels, dist[:, 0], kmeans.centroids, float(dist.sum(dtype=float)),
@@ -259,7 +269,8 @@ def hierarchical_kmeans(
         verbose: bool = False,
         min_points_per_centroid: int = 10,
         precision: str = 'fp32',
-        distributed: Optional[bool] = None) -> HierarchicalClustering:
+        distributed: Optional[bool] = None,
+        weighted_upper_levels: bool = False) -> HierarchicalClustering:
     """Cluster L2-normalised features into a tree of prototypes.
 
     Level 0 clusters the points into ``num_clusters[0]`` clusters; level
@@ -314,6 +325,12 @@ def hierarchical_kmeans(
             alone, with no collective, whatever the world size (e.g. in a
             metric computed on rank 0 only). Defaults to None: a collective
             whenever the world size is above 1.
+        weighted_upper_levels (bool): Cluster each upper level's points (the
+            centroids below) weighted by the number of images under them
+            (faiss' ``Kmeans.train(x, weights)``): a few centroids of
+            outlying images then cannot claim most of a level. The reference
+            weights them equally (docs/results.md, the diagnosis). Defaults
+            to False.
 
     Returns:
         HierarchicalClustering: assignments of all N points in id order,
@@ -348,14 +365,15 @@ def hierarchical_kmeans(
 
     parents, centroids, distances = [], [], []
     stats = dict(objective=[], nonempty=[], seconds=[])
-    points = features
+    points, weights = features, None
     for lvl, k in enumerate(num_clusters):
         start = time.perf_counter()
         if backend == 'faiss':
             pts = normalized_rows(points.cpu(), None, len(points) or 1)
             labels, dist, cent, obj, nonempty = _faiss_level(
                 pts.numpy(), int(k), seed + lvl, niter, nredo, init,
-                max_points_per_centroid, min_points_per_centroid, verbose)
+                max_points_per_centroid, min_points_per_centroid, verbose, None
+                if weights is None else weights.numpy().astype(np.float32))
         else:
             level_ids = ids if lvl == 0 else torch.arange(len(points))
             num_points = num_samples if lvl == 0 else len(points)
@@ -373,6 +391,7 @@ def hierarchical_kmeans(
                     int(k), num_points, points.device, points.shape[1]),
                 precision=precision,
                 distributed=lvl == 0 and world_size > 1,
+                weights=weights,
                 log=lambda msg, lvl=lvl: log(f'level {lvl}: {msg}'))
             labels, dist, cent, obj, nonempty = (res.labels, res.distances,
                                                  res.centroids, res.objective,
@@ -392,6 +411,11 @@ def hierarchical_kmeans(
             parents.append(labels.cpu().numpy().astype(np.int64))
             dist = dist.cpu().numpy().astype(np.float32)
         distances.append(dist)
+        if weighted_upper_levels:  # images under each cluster of this level
+            weights = torch.bincount(
+                torch.as_tensor(assignments if lvl == 0 else parents[-1]),
+                weights=None if weights is None else weights,
+                minlength=int(k)).double()
         points = F.normalize(torch.as_tensor(cent).to(features.device), dim=1)
         centroids.append(points.cpu().numpy())
         stats['objective'].append(obj)

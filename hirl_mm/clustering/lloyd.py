@@ -325,6 +325,29 @@ def _lloyd_step(points, rows, centroids, chunk_size, precision, normalize,
     return new, counts, float(packed[-1]) / _OBJ_SCALE
 
 
+def _weighted_step(points, rows, weights, centroids, chunk_size, precision,
+                   normalize):
+    """A Lloyd step of one process whose points carry weights (n, ):
+    weighted float64 sums and counts, weighted objective."""
+    k, dim = centroids.shape
+    nearest = NearestCentroid(centroids, precision)
+    sums = points.new_zeros((k, dim), dtype=torch.float64)
+    counts = points.new_zeros(k, dtype=torch.float64)
+    obj, start = 0.0, 0
+    for m, chunk in padded_chunks(points, rows, chunk_size, normalize):
+        dist_, labels = nearest(chunk)
+        labels = labels[:m].to(points.device)
+        idx = slice(start, start + m) if rows is None else \
+            rows[start:start + m]
+        w = weights[idx].to(points.device, torch.float64)
+        sums.index_add_(0, labels, chunk[:m].double() * w[:, None])
+        counts.index_add_(0, labels, w)
+        obj += float((dist_[:m].to(w) * w).sum())
+        start += m
+    new = sums.div_(counts.clamp_min(1e-12)[:, None]).float()
+    return new, counts, obj
+
+
 def lloyd_kmeans(points: torch.Tensor,
                  ids: torch.Tensor,
                  num_points: int,
@@ -338,12 +361,16 @@ def lloyd_kmeans(points: torch.Tensor,
                  chunk_size: int,
                  precision: str,
                  distributed: bool,
+                 weights: Optional[torch.Tensor] = None,
                  log=None) -> LevelResult:
     """k-means of the points of all ranks into ``k`` clusters.
 
     A collective when ``distributed``: every rank passes its rows
     ``points`` (n, D) with their global ``ids`` (n, ) in [0, num_points)
     (CPU int64); the ids of all ranks together cover [0, num_points) once.
+    ``weights`` (n, ), one process only: each point counts that many times
+    in the centroids and the objective (faiss' ``train(x, weights)``),
+    summed in float64.
 
     Returns:
         LevelResult: the best restart's centroids (the same on every rank)
@@ -353,12 +380,14 @@ def lloyd_kmeans(points: torch.Tensor,
                            and faiss_available()):
         return _lloyd_kmeans(points, ids, num_points, k, niter, nredo,
                              max_points_per_centroid, seed, init, chunk_size,
-                             precision, distributed, log)
+                             precision, distributed, weights, log)
 
 
 def _lloyd_kmeans(points, ids, num_points, k, niter, nredo,
                   max_points_per_centroid, seed, init, chunk_size, precision,
-                  distributed, log):
+                  distributed, weights, log):
+    if weights is not None and distributed:
+        raise ValueError('weights are for one process (the upper levels).')
     device = points.device
     local_row = torch.full((num_points, ), -1, dtype=torch.int64)
     local_row[ids] = torch.arange(len(ids))
@@ -386,9 +415,14 @@ def _lloyd_kmeans(points, ids, num_points, k, niter, nredo,
             best = centroids
             break
         for it in range(niter):
-            centroids, counts, obj = _lloyd_step(points, rows, centroids,
-                                                 chunk_size, precision,
-                                                 normalize, distributed)
+            if weights is None:
+                centroids, counts, obj = _lloyd_step(points, rows, centroids,
+                                                     chunk_size, precision,
+                                                     normalize, distributed)
+            else:
+                centroids, counts, obj = _weighted_step(
+                    points, rows, weights, centroids, chunk_size, precision,
+                    normalize)
             nsplit = _split_empty_clusters(centroids, counts, generator)
             if log is not None:
                 log(f'redo {redo} iteration {it}: objective {obj:.6g}, '
