@@ -40,6 +40,33 @@ def test_concentration_hand_example():
     np.testing.assert_allclose(out, clipped / clipped.mean(), rtol=1e-6)
 
 
+def test_collapsed_clusters_give_finite_keep_probabilities():
+    """Clusters of identical points (HCSC's representation collapsed on
+    seed 2 of the protocol and training stopped on NaN keep probabilities):
+    phi 0 as the reference computes it, temperatures floored at the
+    reference's 1e-3, equal concentrations when every cluster collapsed."""
+    assign = np.array([0, 0, 1, 1, 2, 2])
+    sq = np.array([0., 0., 4., 4., 1., 1.])  # cluster 0: identical points
+    phi = np.array([0, 2 / math.log(12), 1 / math.log(12)])
+    conc = cluster_concentration(sq, assign, 3, percentiles=(0, 100))
+    np.testing.assert_allclose(conc, phi / phi.mean(), rtol=1e-6)
+    np.testing.assert_array_equal(
+        cluster_concentration(np.zeros(6), assign, 3), np.ones(3))
+    cfg = Config.fromfile(
+        osp.join(CONFIGS, 'hcsc', 'hcsc_resnet18_1xb64-coslr-10e_fmnist.py'))
+    model = MODELS.build(cfg.model)
+    tree = hierarchical_kmeans(torch.randn(40, 128), [3, 2], nredo=1)
+    model.prototypes.update(tree, 0, [torch.from_numpy(conc), torch.ones(2)])
+    temps = model.level_temperatures(0)
+    assert float(temps[0]) == pytest.approx(1e-3)
+    torch.testing.assert_close(temps[1:],
+                               model.temperature * torch.from_numpy(conc[1:]))
+    keep = selection_keep_probability(
+        F.normalize(torch.randn(5, 128), dim=1), model.prototypes.centroids[0],
+        temps, torch.tensor([0, 1]))
+    assert torch.isfinite(keep).all()
+
+
 def test_selection_probability_hand_computation():
     cent = torch.tensor([[1., 0.], [0., 1.]])
     conc = torch.tensor([0.5, 0.25])

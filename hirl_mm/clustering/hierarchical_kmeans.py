@@ -437,7 +437,9 @@ def cluster_concentration(distances: np.ndarray,
     ``phi_c = mean_{x in c} ||x - c|| / log(n_c + 10)``, clipped to the given
     percentiles of all phi and divided by their mean (multiply by the
     contrastive temperature to get the reference's scale). A cluster with at
-    most one member gets the largest phi of the others.
+    most one member gets the largest phi of the others. A cluster of
+    identical points has phi 0 (the model floors temperatures at 1e-3);
+    when every cluster has, all concentrations are 1.
 
     Args:
         distances (np.ndarray): Squared distance of each point to its
@@ -461,4 +463,7 @@ def cluster_concentration(distances: np.ndarray,
         phi[:] = 1.0
     lo, hi = np.percentile(phi, percentiles)
     phi = np.clip(phi, lo, hi)
+    if phi.mean() <= 0:  # every cluster of identical points: the
+        # reference's 0 / 0; equal concentrations instead
+        return np.ones_like(phi, dtype=np.float32)
     return (phi / phi.mean()).astype(np.float32)

@@ -12,6 +12,8 @@ from ..losses import (instance_selective_loss, prototype_negatives,
                       prototype_selective_loss, selection_keep_probability)
 from ..utils import HierarchicalPrototypeMixin
 
+_MIN_TEMPERATURE = 1e-3
+
 
 @MODELS.register_module()
 class HCSC(HierarchicalPrototypeMixin, MoCo):
@@ -83,10 +85,20 @@ class HCSC(HierarchicalPrototypeMixin, MoCo):
         size = protos.cluster_sizes[lvl]
         if lvl + 1 == protos.num_levels:
             return prototype_negatives(paths[:, lvl], size)
-        parent_conc = self.temperature * protos.concentrations[lvl + 1]
+        parent_conc = self.level_temperatures(lvl + 1)
         return prototype_negatives(paths[:, lvl], size, protos.centroids[lvl],
                                    protos.centroids[lvl + 1], parent_conc,
                                    paths[:, lvl + 1])
+
+    def level_temperatures(self, lvl: int) -> torch.Tensor:
+        """``(M, )`` temperatures of level ``lvl``'s prototypes: the
+        InfoNCE temperature times their concentrations, at least 1e-3 (the
+        reference's floor in its instance selection, gyfastas/HCSC
+        ``hcsc/hcsc.py`` l.157; applied to every term here, where the
+        reference would divide by a zero phi: docs/fidelity.md)."""
+        return (
+            self.temperature *
+            self.prototypes.concentrations[lvl]).clamp_min(_MIN_TEMPERATURE)
 
     def _encode(self, images: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.neck(self.backbone(images))[0], dim=1)
@@ -104,7 +116,7 @@ class HCSC(HierarchicalPrototypeMixin, MoCo):
                 l_pos, l_neg, keep, self.temperature, self.drop_mode)
             loss_proto = loss_proto + prototype_selective_loss(
                 q, protos.centroids[lvl],
-                self.temperature * protos.concentrations[lvl], paths[:, lvl],
+                self.level_temperatures(lvl), paths[:, lvl],
                 self.proto_negatives(paths, lvl), self.drop_mode)
         return loss_ins, loss_proto / len(keeps)
 
@@ -147,10 +159,10 @@ class HCSC(HierarchicalPrototypeMixin, MoCo):
             # the kept queue negatives depend on the image, not the crop
             keeps = [
                 torch.bernoulli(
-                    selection_keep_probability(
-                        queue.t(), protos.centroids[lvl],
-                        self.temperature * protos.concentrations[lvl],
-                        paths[:, lvl])).bool()
+                    selection_keep_probability(queue.t(),
+                                               protos.centroids[lvl],
+                                               self.level_temperatures(lvl),
+                                               paths[:, lvl])).bool()
                 for lvl in range(protos.num_levels)
             ]
             losses = dict(
