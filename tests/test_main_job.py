@@ -2,9 +2,11 @@
 (mean ± std, paired differences) and one whole run at toy size."""
 import argparse
 import json
+import os
 import os.path as osp
 import subprocess
 import sys
+from unittest.mock import MagicMock
 
 import pytest
 from tools_path import ROOT, load_tool
@@ -221,3 +223,49 @@ def test_whole_job_at_toy_size(tmp_path, fake_fmnist, monkeypatch):
     assert set(pictures) == {'tsne', 'tree', 'gallery', 'prototype_stats'}
     assert all(osp.isfile(p) for p in pictures.values())
     assert 'Command: `' in (work / 'report.md').read_text()
+
+    # --resume: the finished run is reported from its result.json, a run
+    # with only its final checkpoint is evaluated, not trained again
+    argv = [
+        '--methods', 'HIRL-SimSiam', '--subset', 'all', '--epochs', '2',
+        '--warmup', '1', '--knn-k', '5', '--data-root',
+        str(fake_fmnist), '--work-dir',
+        str(work), '--resume', '--cfg-options',
+        'train_dataloader.batch_size=10', 'train_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False',
+        'model.num_clusters=[8,4,2]', 'model.head.num_neg_path=4'
+    ]
+    monkeypatch.setattr(main_job, 'train', lambda cfg: 1 / 0)
+    main_job.main(argv)
+    assert json.load(open(work / 'report.json'))['runs'] == [run]
+    os.remove(work / 'hirl-simsiam_seed0' / 'result.json')
+    main_job.main(argv)
+    again, = json.load(open(work / 'report.json'))['runs']
+    assert again['train_seconds'] is None
+    for key in ('knn_top1_fine', 'nmi_fine', 'prototypes'):
+        assert again[key] == run[key]
+    assert set(again['pictures']) == set(pictures)
+
+
+def test_a_failed_run_is_listed_and_the_others_reported(tmp_path, monkeypatch):
+
+    def run_one(name, args, seed):
+        if seed == 1:
+            raise FloatingPointError('loss is NaN')
+        return fake_run(name, seed, 68.0 + seed, 30.0)
+
+    monkeypatch.setattr(main_job, 'run_one', run_one)
+    monkeypatch.setitem(sys.modules, 'hirl_mm', MagicMock())
+    monkeypatch.delenv('CUDA_VISIBLE_DEVICES', raising=False)
+    with pytest.raises(
+            SystemExit, match='1 run\\(s\\) failed: SimSiam seed 1'):
+        main_job.main([
+            '--methods', 'SimSiam', '--seeds', '0', '1', '2', '--work-dir',
+            str(tmp_path)
+        ])
+    saved = json.load(open(tmp_path / 'report.json'))
+    assert [r['seed'] for r in saved['runs']] == [0, 2]
+    assert saved['failed'][0]['error'] == "FloatingPointError('loss is NaN')"
+    text = (tmp_path / 'report.md').read_text()
+    assert 'SimSiam seed 1 FAILED (not in the tables)' in text
+    assert '| SimSiam | 69.00 ± 1.00 |' in text

@@ -22,11 +22,13 @@ import argparse
 import json
 import os
 import os.path as osp
+import glob
 import shlex
 import sys
 import time
+import traceback
 from datetime import datetime
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 from mmengine.config import Config, DictAction
@@ -164,6 +166,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         'the runs in these report.json files, e.g. of main jobs run side '
         'by side with the same setting; --methods / --seeds default to '
         'theirs')
+    parser.add_argument(
+        '--resume',
+        action='store_true',
+        help='reuse the finished runs of --work-dir (e.g. after a failed '
+        'run): a run folder with result.json is reported as it is, one '
+        'with its final checkpoint is evaluated, not trained again')
     args = parser.parse_args(argv)
     if args.amp != 'none' and args.device != 'cuda':
         parser.error(f'--amp {args.amp} needs --device cuda (mmengine\'s '
@@ -353,23 +361,44 @@ def prototype_stats_picture(runner, out_file: str) -> Optional[str]:
         str, optional: ``out_file``, or None when the run logged none.
     """
     from hirl_mm.visualization import plot_prototype_stats, read_scalars
-    scalars = read_scalars(
-        osp.join(runner.log_dir, 'vis_data', 'scalars.json'), 'prototypes/')
-    return plot_prototype_stats(scalars, out_file) if scalars else None
+
+    # this runner's log, else (a resumed evaluation) the newest with them
+    logs = [osp.join(runner.log_dir, 'vis_data', 'scalars.json')] + sorted(
+        glob.glob(osp.join(runner.work_dir, '*', 'vis_data', 'scalars.json')),
+        reverse=True)
+    for path in logs:
+        scalars = read_scalars(path, 'prototypes/') if osp.isfile(path) \
+            else None
+        if scalars:
+            return plot_prototype_stats(scalars, out_file)
+    return None
 
 
 def run_one(name: str, args: argparse.Namespace, seed: int) -> dict:
-    """Train, evaluate and picture one method with one seed."""
-    from mmengine.runner import find_latest_checkpoint
+    """Train, evaluate and picture one method with one seed; the row is
+    also written to the run's ``result.json``."""
+    from mmengine.runner import Runner, find_latest_checkpoint
 
     from hirl_mm.visualization import visualize_hirl
     cfg = build_cfg(name, args, seed)
-    runner, losses, seconds = train(cfg)
+    result_file = osp.join(cfg.work_dir, 'result.json')
+    final = osp.join(cfg.work_dir, f'epoch_{args.epochs}.pth')
+    if args.resume and osp.isfile(result_file):
+        print(f'[{name} seed {seed}] --resume: {result_file}', flush=True)
+        with open(result_file) as f:
+            return json.load(f)
+    if args.resume and osp.isfile(final):
+        print(f'[{name} seed {seed}] --resume: evaluating {final}', flush=True)
+        runner = Runner.from_cfg(cfg)
+        runner.load_checkpoint(final)
+        losses, seconds = {}, None
+    else:
+        runner, losses, seconds = train(cfg)
     model = runner.model
     row = dict(
         method=name,
         seed=seed,
-        train_seconds=round(seconds),
+        train_seconds=None if seconds is None else round(seconds),
         final_losses=losses)
     if hasattr(model, 'prototypes'):
         row['prototypes'] = tree_summary(model,
@@ -393,6 +422,8 @@ def run_one(name: str, args: argparse.Namespace, seed: int) -> dict:
                 'the run logged no `prototypes/` scalars: no '
                 'prototype_stats.png'
             ]
+    with open(result_file, 'w') as f:
+        json.dump(row, f, indent=2)
     return row
 
 
@@ -422,7 +453,11 @@ def merge_reports(args: argparse.Namespace, argv: List[str]) -> str:
     # defaults; only the seeds change
     head, tail = reports[0]['setting'].split('seeds', 1)
     setting = f'{head}seeds {args.seeds}{tail.split("]", 1)[1]}'
-    return report(runs, args, command, setting)
+    failed = [
+        f for r in reports for f in r.get('failed', [])
+        if f['method'] in args.methods and f['seed'] in args.seeds
+    ]
+    return report(runs, args, command, setting, failed)
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -444,11 +479,20 @@ def main(argv: Optional[List[str]] = None) -> None:
     # globals go on the allow-list by this explicit call
     hirl_mm.register_safe_globals()
     command = shlex.join([osp.relpath(sys.executable), *sys.argv])
-    results = []
+    results, failed = [], []
     for seed in args.seeds:
         for name in args.methods:
-            results.append(run_one(name, args, seed))
-    report(results, args, command)
+            try:
+                results.append(run_one(name, args, seed))
+            except Exception as e:  # the other runs go on
+                traceback.print_exc()
+                failed.append(
+                    dict(method=name, seed=seed, error=f'{e!r}'[:500]))
+    report(results, args, command, failed=failed)
+    if failed:
+        sys.exit(f'{len(failed)} run(s) failed: ' +
+                 ', '.join(f'{r["method"]} seed {r["seed"]}' for r in failed) +
+                 '; report.md lists them (--resume reruns only those)')
 
 
 def mean_std(values) -> tuple:
@@ -520,15 +564,21 @@ def paired_differences(results: List[dict],
 def report(results: List[dict],
            args: argparse.Namespace,
            command: str,
-           setting: Optional[str] = None) -> str:
+           setting: Optional[str] = None,
+           failed: Sequence[dict] = ()) -> str:
     """Write ``report.md`` and ``report.json``, print the markdown;
-    ``setting`` (default: from ``args``) describes the runs.
+    ``setting`` (default: from ``args``) describes the runs, ``failed``
+    lists the runs that stopped with an error (not in the tables).
 
     Returns:
         str: The markdown.
     """
-    summary = summarize(results, args.methods)
-    paired = paired_differences(results, args.methods)
+    # methods with at least one finished run
+    methods = [
+        m for m in args.methods if any(r['method'] == m for r in results)
+    ]
+    summary = summarize(results, methods)
+    paired = paired_differences(results, methods)
     cols = [f'{m}_{lvl}' for lvl in LEVELS for m in TABLE_METRICS]
     num_seeds = len(args.seeds)
     subset = 'all 60000' if args.subset is None else args.subset
@@ -547,10 +597,13 @@ def report(results: List[dict],
         '| method | ' + ' | '.join(cols) + ' | training (min) |',
         '|---' * (len(cols) + 2) + '|'
     ]
-    for name in args.methods:
+    for name in methods:
         stats = summary[name]['stats']
-        minutes = np.mean(
-            [r['train_seconds'] for r in results if r['method'] == name]) / 60
+        seconds = [
+            r['train_seconds'] for r in results
+            if r['method'] == name and r['train_seconds'] is not None
+        ]
+        minutes = np.mean(seconds) / 60 if seconds else float('nan')
         cells = [fmt(*stats[c], num_seeds) for c in cols]
         lines.append(f'| {name} | ' + ' | '.join(cells) +
                      f' | {minutes:.1f} |')
@@ -567,7 +620,7 @@ def report(results: List[dict],
                 for d in diffs.values()
             ]
             lines.append(f'| {pair} | ' + ' | '.join(cells) + ' |')
-    tree_lines = tree_table(results, summary, args.methods, num_seeds)
+    tree_lines = tree_table(results, summary, methods, num_seeds)
     if tree_lines:
         lines += [
             '', 'Learned prototype tree vs the training labels '
@@ -577,6 +630,10 @@ def report(results: List[dict],
     notes = [
         f'{r["method"]} seed {r["seed"]}: {n}' for r in results
         for n in r.get('notes', [])
+    ]
+    notes += [
+        f'{r["method"]} seed {r["seed"]} FAILED (not in the tables): '
+        f'{r["error"]}' for r in failed
     ]
     if notes:
         lines += [''] + [f'- {n}' for n in notes]
@@ -589,6 +646,7 @@ def report(results: List[dict],
                 command=command,
                 setting=setting,
                 runs=results,
+                failed=list(failed),
                 summary=summary,
                 paired=paired),
             f,
