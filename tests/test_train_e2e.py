@@ -108,3 +108,33 @@ def test_two_ranks_train_and_cluster_like_one(tmp_path, feature_source):
         p2['prototypes.centroids_0'],
         atol=1e-4,
         rtol=1e-4)
+
+
+def test_memory_bank_records_what_extract_embeds(tmp_path):
+    """With the weights frozen (lr 0), batch-free norms and deterministic
+    views, the training pass records each image's features exactly as the
+    re-embedding computes them: both sources give the same tree. A bank
+    row under another image's id would change it."""
+    trees = {}
+    for source in ('extract', 'memory_bank'):
+        work_dir = tmp_path / source
+        cfg = batch_free(
+            toy_cfg(
+                work_dir,
+                max_epochs=2,
+                warmup_epochs=1,
+                num_train=7,
+                batch_size=10))
+        cfg.optim_wrapper.optimizer.lr = 0.
+        for hook in cfg.custom_hooks:
+            if hook.type == 'HierarchicalPrototypeHook':
+                hook.feature_source = source
+        train(cfg, work_dir)
+        trees[source] = torch.load(work_dir / 'epoch_2.pth')['state_dict']
+    for key in ('prototypes.assignments', 'prototypes.parents_0'):
+        assert torch.equal(trees['extract'][key], trees['memory_bank'][key])
+    torch.testing.assert_close(
+        trees['extract']['prototypes.centroids_0'],
+        trees['memory_bank']['prototypes.centroids_0'],
+        atol=1e-5,
+        rtol=1e-4)
