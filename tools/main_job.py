@@ -603,10 +603,10 @@ def report(results: List[dict],
             r['train_seconds'] for r in results
             if r['method'] == name and r['train_seconds'] is not None
         ]
-        minutes = np.mean(seconds) / 60 if seconds else float('nan')
+        minutes = f'{np.mean(seconds) / 60:.1f}' if seconds else '-'
         cells = [fmt(*stats[c], num_seeds) for c in cols]
         lines.append(f'| {name} | ' + ' | '.join(cells) +
-                     f' | {minutes:.1f} |')
+                     f' | {minutes} |')
     if paired:
         lines += [
             '', 'Paired differences, method - base, per seed '
