@@ -269,3 +269,26 @@ def test_a_failed_run_is_listed_and_the_others_reported(tmp_path, monkeypatch):
     text = (tmp_path / 'report.md').read_text()
     assert 'SimSiam seed 1 FAILED (not in the tables)' in text
     assert '| SimSiam | 69.00 ± 1.00 |' in text
+
+
+def test_compare_reports_pairs_one_method_of_two_settings(tmp_path):
+    compare = load_tool('tools/analysis/compare_reports.py')
+    for name, knn in (('a', 68.0), ('b', 67.0)):
+        args = main_job.parse_args([
+            '--methods', 'HIRL-SimSiam', '--seeds', '0', '1', '--work-dir',
+            str(tmp_path / name)
+        ])
+        main_job.report([
+            fake_run('HIRL-SimSiam', seed, knn + seed, 30.0, tree=40.0)
+            for seed in (0, 1)
+        ], args, 'x')
+    text = compare.compare(
+        str(tmp_path / 'a' / 'report.json'),
+        str(tmp_path / 'b' / 'report.json'), 'HIRL-SimSiam')
+    assert '| knn_top1_fine | 68.50 ± 0.50 | 67.50 ± 0.50 | -1.00 ' \
+        '(-1.00, -1.00) |' in text
+    assert '| tree_level2_coarse_nmi | 40.00 ± 0.00 |' in text
+    with pytest.raises(ValueError, match="no run of 'SimSiam'"):
+        compare.compare(
+            str(tmp_path / 'a' / 'report.json'),
+            str(tmp_path / 'b' / 'report.json'), 'SimSiam')
