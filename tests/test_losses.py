@@ -79,8 +79,8 @@ def test_spd_loss_against_per_sample_reference():
         kept = [p for p in neg[b] if tuple(p) != tuple(pos[b])]
         # the reference divides by (count + eps), not the count
         # (hirl-team/HIRL, SPD loss; tests/test_reference_values_spd.py)
-        l_neg = np.sum([-math.log(1 - score(b, p) + 1e-6)
-                        for p in kept]) / (len(kept) + 1e-6)
+        l_neg = np.sum([-math.log(1 - score(b, p) + 1e-6) for p in kept]) / (
+            len(kept) + 1e-6)
         expected.append((l_pos + l_neg) / 2)
     assert len([p for p in neg[0] if tuple(p) != tuple(pos[0])]) <= 3
     assert loss.item() == pytest.approx(np.mean(expected), rel=1e-10)

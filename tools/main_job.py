@@ -19,10 +19,10 @@ area = cluster size), prototype gallery and the hook's ``prototypes/``
 scalars over epochs.
 """
 import argparse
+import glob
 import json
 import os
 import os.path as osp
-import glob
 import shlex
 import sys
 import time
@@ -605,8 +605,7 @@ def report(results: List[dict],
         ]
         minutes = f'{np.mean(seconds) / 60:.1f}' if seconds else '-'
         cells = [fmt(*stats[c], num_seeds) for c in cols]
-        lines.append(f'| {name} | ' + ' | '.join(cells) +
-                     f' | {minutes} |')
+        lines.append(f'| {name} | ' + ' | '.join(cells) + f' | {minutes} |')
     if paired:
         lines += [
             '', 'Paired differences, method - base, per seed '
