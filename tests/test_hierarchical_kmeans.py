@@ -265,6 +265,7 @@ def test_nredo_keeps_the_lowest_objective(monkeypatch):
         return out
 
     monkeypatch.setattr(lloyd, '_lloyd_step', spy)
+    monkeypatch.setattr(lloyd, '_fixed_point', lambda *a: False)
     feats = blobs(n=1500, k=25, seed=2)
     res = hierarchical_kmeans(feats, [25], nredo=4, niter=3, seed=5)
     last = runs[2::3]
@@ -273,6 +274,24 @@ def test_nredo_keeps_the_lowest_objective(monkeypatch):
     best = last[int(np.argmin(objectives))][0]
     np.testing.assert_array_equal(res.centroids[0],
                                   F.normalize(best, dim=1).numpy())
+
+
+@pytest.mark.parametrize('weighted', [False, True])
+def test_stopping_at_a_fixed_point_changes_nothing(monkeypatch, weighted):
+    """A restart stops once its centroids repeat (faiss stops when its
+    objective does); running every iteration gives the same tree."""
+    feats = blobs(n=1500, k=25, seed=3)
+    kw = dict(nredo=3, niter=40, seed=1, weighted_upper_levels=weighted)
+    early = hierarchical_kmeans(feats, [25, 5], **kw)
+    assert all(1 < it < 3 * 40 for it in early.stats['iterations'])
+    monkeypatch.setattr(lloyd, '_fixed_point', lambda *a: False)
+    full = hierarchical_kmeans(feats, [25, 5], **kw)
+    assert full.stats['iterations'] == [3 * 40, 3 * 40]
+    assert_same_clustering(early, full, atol=0)
+    assert early.stats['objective'] == full.stats['objective']
+    # faiss counts its iterations too, and stops early as well
+    ref = hierarchical_kmeans(feats, [25, 5], backend='faiss', **kw)
+    assert all(1 < it < 3 * 40 for it in ref.stats['iterations'])
 
 
 def test_empty_clusters_are_split_like_faiss():

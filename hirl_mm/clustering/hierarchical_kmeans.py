@@ -119,7 +119,8 @@ def _faiss_level(points,
                  verbose,
                  weights=None):
     """One level with faiss (GPU when faiss has one): labels, distances,
-    centroids, objective, non-empty clusters."""
+    centroids, objective, non-empty clusters, Lloyd iterations run (faiss
+    stops when the objective repeats)."""
     import faiss
     gpu = hasattr(faiss, 'get_num_gpus') and faiss.get_num_gpus() > 0
     kmeans = _faiss_kmeans(
@@ -137,7 +138,7 @@ def _faiss_level(points,
     dist, labels = kmeans.index.search(points, 1)
     labels = labels[:, 0].astype(np.int64)
     return (labels, dist[:, 0], kmeans.centroids, float(dist.sum(dtype=float)),
-            len(np.unique(labels)))
+            len(np.unique(labels)), len(kmeans.iteration_stats))
 
 
 def _check_args(backend, init, niter, nredo, max_points_per_centroid,
@@ -300,7 +301,11 @@ def hierarchical_kmeans(
             hold every id once. Defaults to ``arange(n)`` (one rank only).
         num_samples (int, optional): N. Defaults to the total of the
             shards' sizes.
-        niter (int): Lloyd iterations. Defaults to 20.
+        niter (int): Lloyd iterations at most. A restart stops early at a
+            fixed point (its new centroids equal the old bitwise, so every
+            later iteration would repeat it): no result changes. faiss stops
+            when the objective repeats. ``stats['iterations']`` counts the
+            iterations run. Defaults to 20.
         nredo (int): Restarts; the lowest objective is kept. Defaults to 5.
         max_points_per_centroid (int): Above ``K x`` this many points, train
             on a seeded random subsample of that size (as faiss), then
@@ -364,13 +369,13 @@ def hierarchical_kmeans(
             print_log(f'k-means {msg}', logger='current')
 
     parents, centroids, distances = [], [], []
-    stats = dict(objective=[], nonempty=[], seconds=[])
+    stats = dict(objective=[], nonempty=[], seconds=[], iterations=[])
     points, weights = features, None
     for lvl, k in enumerate(num_clusters):
         start = time.perf_counter()
         if backend == 'faiss':
             pts = normalized_rows(points.cpu(), None, len(points) or 1)
-            labels, dist, cent, obj, nonempty = _faiss_level(
+            labels, dist, cent, obj, nonempty, iters = _faiss_level(
                 pts.numpy(), int(k), seed + lvl, niter, nredo, init,
                 max_points_per_centroid, min_points_per_centroid, verbose, None
                 if weights is None else weights.numpy().astype(np.float32))
@@ -393,9 +398,9 @@ def hierarchical_kmeans(
                 distributed=lvl == 0 and world_size > 1,
                 weights=weights,
                 log=lambda msg, lvl=lvl: log(f'level {lvl}: {msg}'))
-            labels, dist, cent, obj, nonempty = (res.labels, res.distances,
-                                                 res.centroids, res.objective,
-                                                 res.num_nonempty)
+            labels, dist, cent = res.labels, res.distances, res.centroids
+            obj, nonempty, iters = (res.objective, res.num_nonempty,
+                                    res.iterations)
         labels, dist = torch.as_tensor(labels), torch.as_tensor(dist)
         if lvl == 0:
             # One all-gather of (label, distance) pairs, float64 holds both
@@ -420,6 +425,7 @@ def hierarchical_kmeans(
         centroids.append(points.cpu().numpy())
         stats['objective'].append(obj)
         stats['nonempty'].append(nonempty)
+        stats['iterations'].append(iters)
         stats['seconds'].append(time.perf_counter() - start)
         log(f'level {lvl}: {len(dist)} points into {k} clusters, objective '
             f'{obj:.6g}, {nonempty} non-empty, '

@@ -44,6 +44,7 @@ class LevelResult(NamedTuple):
     distances: torch.Tensor  # n, squared distance to the centroid
     objective: float  # sum of squared distances over all ranks' points
     num_nonempty: int  # clusters with at least one point
+    iterations: int = 0  # Lloyd iterations run, all restarts together
 
 
 def faiss_available() -> bool:
@@ -272,6 +273,14 @@ def _add_fixed_point(sums, acc, scaled, pending, points, labels):
     return pending
 
 
+def _fixed_point(new: torch.Tensor, old: torch.Tensor, nsplit: int) -> bool:
+    """Whether a Lloyd step reached a fixed point: the means of its
+    assignment are the centroids it was made with (bitwise; the sums are
+    exact), so every later iteration would repeat it. Stopping there changes
+    no result, and every rank decides alike (all-reduced centroids)."""
+    return nsplit == 0 and torch.equal(new, old)
+
+
 def _lloyd_step(points, rows, centroids, chunk_size, precision, normalize,
                 distributed):
     """Assign the (training) rows, then all-reduce the fixed-point sums,
@@ -391,7 +400,7 @@ def _lloyd_kmeans(points, ids, num_points, k, niter, nredo,
     # rows already L2-normalised (the hook's shards) are used in place
     normalize = torch.logical_not(unit_rows(points)).int().view(1)
     normalize = bool(_all_reduce(normalize, distributed))
-    best, best_obj = None, float('inf')
+    best, best_obj, iterations = None, float('inf'), 0
     for redo in range(nredo if num_train > k else 1):
         generator = torch.Generator().manual_seed(seed + 1 + redo * 15486557)
         centroids = _initial_centroids(points, local_row, train_ids, num_train,
@@ -402,17 +411,23 @@ def _lloyd_kmeans(points, ids, num_points, k, niter, nredo,
             break
         for it in range(niter):
             if weights is None:
-                centroids, counts, obj = _lloyd_step(points, rows, centroids,
-                                                     chunk_size, precision,
-                                                     normalize, distributed)
+                new, counts, obj = _lloyd_step(points, rows, centroids,
+                                               chunk_size, precision,
+                                               normalize, distributed)
             else:
-                centroids, counts, obj = _weighted_step(
-                    points, rows, weights, centroids, chunk_size, precision,
-                    normalize)
-            nsplit = _split_empty_clusters(centroids, counts, generator)
+                new, counts, obj = _weighted_step(points, rows, weights,
+                                                  centroids, chunk_size,
+                                                  precision, normalize)
+            nsplit = _split_empty_clusters(new, counts, generator)
+            converged = _fixed_point(new, centroids, nsplit)
+            centroids = new
+            iterations += 1
             if log is not None:
                 log(f'redo {redo} iteration {it}: objective {obj:.6g}, '
-                    f'{nsplit} empty clusters split')
+                    f'{nsplit} empty clusters split' +
+                    (', converged' if converged else ''))
+            if converged:
+                break
         if obj < best_obj:
             best, best_obj = centroids, obj
 
@@ -431,4 +446,4 @@ def _lloyd_kmeans(points, ids, num_points, k, niter, nredo,
     totals = _all_reduce(totals, distributed)
     return LevelResult(best, labels, dists,
                        float(totals[-1]) / _OBJ_SCALE,
-                       int((totals[:-1] > 0).sum()))
+                       int((totals[:-1] > 0).sum()), iterations)
