@@ -246,6 +246,17 @@ def test_whole_job_at_toy_size(tmp_path, fake_fmnist, monkeypatch):
         assert again[key] == run[key]
     assert set(again['pictures']) == set(pictures)
 
+    # the memory bank's diagnosis reads the run's config and checkpoint
+    diag = load_tool('tools/analysis/bank_diagnosis.py')
+    rows = diag.diagnose(
+        str(work / 'hirl-simsiam_seed0'), diag.parse_args(['unused']))
+    assert list(rows) == ['extract'] + list(diag.VARIANTS)
+    for row in rows.values():
+        assert all(0 <= v <= 100 for v in row.values())
+        assert row['largest root (%)'] >= 50  # 2 roots
+    with pytest.raises(FileNotFoundError, match='needs one config'):
+        diag.load_run(str(tmp_path), 'epoch_*.pth')
+
 
 def test_a_failed_run_is_listed_and_the_others_reported(tmp_path, monkeypatch):
 
@@ -292,3 +303,22 @@ def test_compare_reports_pairs_one_method_of_two_settings(tmp_path):
         compare.compare(
             str(tmp_path / 'a' / 'report.json'),
             str(tmp_path / 'b' / 'report.json'), 'SimSiam')
+
+
+def test_bank_diagnosis_sums_views_in_sample_order():
+    """Views of shuffled batches are summed per image, in sample order."""
+    import torch
+    diag = load_tool('tools/analysis/bank_diagnosis.py')
+    model = MagicMock()
+    model.data_preprocessor = lambda data, training: data
+    model.extract_proto_feat = lambda x: x
+    images = torch.randn(6, 3)
+    batches = [
+        dict(
+            inputs=[images[ids] * 2, images[ids] * 3],
+            data_samples=[argparse.Namespace(sample_idx=i) for i in ids])
+        for ids in ([4, 0, 2], [5, 1, 3])
+    ]
+    unit = torch.nn.functional.normalize(images, dim=1)
+    torch.testing.assert_close(diag.augmented(model, batches, 1, 1), unit)
+    torch.testing.assert_close(diag.augmented(model, batches, 2, 3), 6 * unit)
