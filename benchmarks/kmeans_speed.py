@@ -14,8 +14,9 @@ objective = sum of squared distances of the L2-normalised points to their
 centroids; each timing the median of ``--repeat`` interleaved runs (this
 machine's speed drifts by 20%). CUDA: seconds per clustering into
 [30000, 10000, 1000], the assignment GEMM's FLOP/s against
-``torch.matmul``'s at the same shape (fp32, TF32, bf16). ``--project`` turns measured rates into seconds and
-bytes per rank for 1.28M x 2048 on 8 GPUs. Prints tables and updates
+``torch.matmul``'s at the same shape (fp32, TF32, bf16). ``--project``
+turns measured rates into seconds and bytes per rank for 1.28M x 2048 on
+8 GPUs. Prints tables and updates
 ``benchmarks/results/kmeans.json`` (the section of the mode that ran).
 """
 import argparse
