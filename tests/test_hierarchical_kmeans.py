@@ -185,6 +185,23 @@ def test_fixed_point_sums_are_exact_through_float64(monkeypatch):
         assert 0 < pending <= exact_rows
 
 
+def test_sums_kept_through_steps_equal_sums_from_scratch():
+    """A restart moves only the rows that changed cluster in its kept
+    fixed-point sums: bitwise what summing every row gives."""
+    points = F.normalize(torch.from_numpy(blobs(n=900, k=9, seed=4)), dim=1)
+    fixed = lloyd._FixedPointSums(9, points.shape[1], points.device)
+    centroids = points[:9].clone()
+    for _ in range(4):
+        kept = lloyd._lloyd_step(points, None, centroids, 256, 'fp32', False,
+                                 False, fixed)
+        anew = lloyd._lloyd_step(points, None, centroids, 256, 'fp32', False,
+                                 False)
+        assert torch.equal(kept[0], anew[0]) and torch.equal(kept[1], anew[1])
+        assert kept[2] == anew[2]
+        centroids = kept[0]
+    assert 0 < len(fixed.previous) and fixed.pending == 0
+
+
 def test_weights_make_heavy_points_claim_the_clusters():
     """Two close groups of heavy points and twelve far light ones, two
     clusters: equal weights give one to the far points, weights by size

@@ -16,7 +16,9 @@ Two choices make W ranks give bitwise the same result as one:
   associative, so the sums (hence the centroids) do not depend on the
   sharding, the summation order or a GPU's atomics. Points are L2-normalised
   (|coordinate| <= 1): a scale of 2^32 keeps 2^31 points per cluster from
-  overflowing at a resolution of 2.3e-10, far below float32's.
+  overflowing at a resolution of 2.3e-10, far below float32's. Exactness
+  also lets a restart keep its sums and move only the rows that changed
+  cluster.
 - Points are assigned in chunks of one fixed shape (the last one padded with
   zeros), so every GEMM a point goes through has the same shape, whatever
   its position in the shard.
@@ -254,23 +256,74 @@ def _initial_centroids(points, local_row, train_ids, num_train, k, init,
     return _all_reduce(centroids, distributed)  # x + 0 is exact
 
 
-def _add_fixed_point(sums, acc, scaled, pending, points, labels):
+def _add_fixed_point(sums, acc, scaled, pending, points, labels,
+                     scale=_SUM_SCALE):
     """CPU: add ``points`` to ``sums[labels]`` in fixed point, a cached
     block of rows at a time. The integers (|v| < 2^32) are summed in float64
     (its index_add is 6x int64's here), exactly: after at most 2^20 rows
     every partial sum is an integer below 2^53; ``acc`` is then moved to
-    the int64 ``sums``. Returns the rows pending in ``acc``."""
+    the int64 ``sums``. ``scale=-_SUM_SCALE`` subtracts exactly what was
+    added (rounding to nearest is symmetric). Returns the rows pending in
+    ``acc``."""
     for i in range(0, len(points), len(scaled)):
         j = min(len(points), i + len(scaled))
         if pending + j - i > _EXACT_ROWS:
             sums += acc.long()
             acc.zero_()
             pending = 0
-        block = torch.mul(points[i:j], _SUM_SCALE, out=scaled[:j - i])
+        block = torch.mul(points[i:j], scale, out=scaled[:j - i])
         # to the nearest integer (|v| < 2^51): faster than trunc_ here
         acc.index_add_(0, labels[i:j], block.add_(_ROUND).sub_(_ROUND))
         pending += j - i
     return pending
+
+
+class _FixedPointSums:
+    """This rank's per-cluster sums of its rows in fixed point (K x D,
+    int64), kept through the Lloyd steps of a restart: each step adds the
+    rows that changed cluster to their new cluster and subtracts them from
+    the old. Integer sums are exact, so this equals summing every row anew,
+    and after the first steps few rows move (k-means' own convergence)."""
+
+    def __init__(self, k: int, dim: int, device: torch.device) -> None:
+        self.sums = torch.zeros((k, dim), dtype=torch.int64, device=device)
+        self.previous: Optional[torch.Tensor] = None  # last step's labels
+        self.gpu = device.type == 'cuda'
+        if not self.gpu:  # see _add_fixed_point
+            self.scaled = torch.empty((_SUM_BLOCK, dim), dtype=torch.float64)
+            self.acc = torch.zeros((k, dim), dtype=torch.float64)
+            self.pending = 0
+
+    def _add(self, points, labels, scale=_SUM_SCALE):
+        if self.gpu:  # int64 atomics: one kernel; truncation is symmetric
+            self.sums.index_add_(0, labels, points.mul(scale).long())
+        else:
+            self.pending = _add_fixed_point(self.sums, self.acc, self.scaled,
+                                            self.pending, points, labels,
+                                            scale)
+
+    def assign(self, points: torch.Tensor, labels: torch.Tensor,
+               start: int) -> None:
+        """The step's rows ``start:start + len(labels)`` are ``points``,
+        now in clusters ``labels``."""
+        if self.previous is None:
+            self._add(points, labels)
+            return
+        old = self.previous[start:start + len(labels)]
+        moved = torch.nonzero(labels != old).flatten()
+        if len(moved):
+            moving = points[moved]
+            self._add(moving, labels[moved])
+            self._add(moving, old[moved], -_SUM_SCALE)
+
+    def finish(self, labels: torch.Tensor) -> torch.Tensor:
+        """End of a step whose rows got ``labels``: the sums."""
+        if not self.gpu:
+            self.sums += self.acc.long()
+            self.acc.zero_()
+            self.pending = 0
+        self.previous = labels
+        return self.sums
 
 
 def _fixed_point(new: torch.Tensor, old: torch.Tensor, nsplit: int) -> bool:
@@ -281,41 +334,42 @@ def _fixed_point(new: torch.Tensor, old: torch.Tensor, nsplit: int) -> bool:
     return nsplit == 0 and torch.equal(new, old)
 
 
-def _lloyd_step(points, rows, centroids, chunk_size, precision, normalize,
-                distributed):
+def _lloyd_step(points,
+                rows,
+                centroids,
+                chunk_size,
+                precision,
+                normalize,
+                distributed,
+                fixed: Optional[_FixedPointSums] = None):
     """Assign the (training) rows, then all-reduce the fixed-point sums,
-    the counts and the objective in one collective."""
+    the counts and the objective in one collective. ``fixed``: the sums of
+    the previous step of this restart (updated in place); None: from
+    scratch."""
     k, dim = centroids.shape
     nearest = NearestCentroid(centroids, precision)
-    # [sums | counts] (K x D+1) and the objective, reduced in one go.
-    packed = torch.zeros(
-        k * (dim + 1) + 1, dtype=torch.int64, device=points.device)
-    sums = packed[:-1].view(k, dim + 1)
-    gpu = points.device.type == 'cuda'
-    if not gpu:  # see _add_fixed_point
-        scaled = points.new_empty((_SUM_BLOCK, dim), dtype=torch.float64)
-        acc = points.new_zeros((k, dim), dtype=torch.float64)
-    pending = 0
+    if fixed is None:
+        fixed = _FixedPointSums(k, dim, points.device)
     all_labels, all_dists = [], []
+    start = 0
     for m, chunk in padded_chunks(points, rows, chunk_size, normalize):
         dist_, labels = nearest(chunk)
         labels = labels[:m].to(points.device)
-        if gpu:  # int64 atomics: one kernel per chunk
-            sums[:, :dim].index_add_(0, labels,
-                                     chunk[:m].mul(_SUM_SCALE).long())
-        else:
-            pending = _add_fixed_point(sums[:, :dim], acc, scaled, pending,
-                                       chunk[:m], labels)
+        fixed.assign(chunk[:m], labels, start)
+        start += m
         all_labels.append(labels)
         all_dists.append(dist_[:m].to(points.device))
-    if not gpu:
-        sums[:, :dim] += acc.long()
-    if all_labels:
-        sums[:, dim] = torch.bincount(torch.cat(all_labels), minlength=k)
-        packed[-1] = torch.cat(all_dists).mul_(_OBJ_SCALE).long().sum()
+    labels = torch.cat(all_labels + [centroids.new_zeros(0).long()])
+    dists = torch.cat(all_dists + [centroids.new_zeros(0)])
+    # [sums | counts | objective], reduced in one go
+    packed = torch.cat([
+        fixed.finish(labels).flatten(),
+        torch.bincount(labels, minlength=k),
+        dists.mul(_OBJ_SCALE).long().sum().view(1)
+    ])
     _all_reduce(packed, distributed)
-    counts = sums[:, dim]
-    new = sums[:, :dim].double().div_(_SUM_SCALE).div_(
+    counts = packed[k * dim:-1]
+    new = packed[:k * dim].view(k, dim).double().div_(_SUM_SCALE).div_(
         counts.clamp_min(1)[:, None]).float()
     return new, counts, float(packed[-1]) / _OBJ_SCALE
 
@@ -409,11 +463,12 @@ def _lloyd_kmeans(points, ids, num_points, k, niter, nredo,
         if num_train == k:  # faiss: the points are the centroids
             best = centroids
             break
+        fixed = _FixedPointSums(k, points.shape[1], device)
         for it in range(niter):
             if weights is None:
                 new, counts, obj = _lloyd_step(points, rows, centroids,
                                                chunk_size, precision,
-                                               normalize, distributed)
+                                               normalize, distributed, fixed)
             else:
                 new, counts, obj = _weighted_step(points, rows, weights,
                                                   centroids, chunk_size,

@@ -280,7 +280,8 @@ class HierarchicalPrototypeHook(Hook):
         scalars = {f'seconds_{k}': v for k, v in seconds.items()}
         stats = getattr(clustering, 'stats', None) or {}
         for key, values in stats.items():
-            if key.startswith('seconds') and np.ndim(values) == 1:
+            if key.startswith(('seconds', 'iterations')) and \
+                    np.ndim(values) == 1:
                 scalars.update({
                     f'level{lvl}_{key}': float(v)
                     for lvl, v in enumerate(values)
