@@ -221,6 +221,7 @@ def cuda(args, device='cuda', levels=LEVELS):
                 level_seconds=res.stats['seconds'],
                 objective=res.stats['objective'],
                 nonempty=res.stats['nonempty'],
+                iterations=res.stats['iterations'],
                 assign_tflops=flops / 1e12,
                 matmul_tflops={
                     k: v / 1e12
@@ -270,9 +271,11 @@ def project(args, measured):
         features=shard * d * 4,
         scores=chunk * k0 * 4,
         chunk=chunk * d * (4 + 8),  # normalised fp32 + fixed-point int64
-        sums=allreduce,
+        # the all-reduced buffer and the restart's own kept sums
+        sums=allreduce + k0 * d * 8,
         centroids=3 * k0 * d * 4 + k0 * d * 8,  # 3 fp32 copies, fp64 temp
-        ids=n * 8 * 2 + n * 16)  # id table, gathered ids, (label, dist)
+        # id table, gathered ids, (label, dist), the last step's labels
+        ids=n * 8 * 2 + n * 16 + shard * 8)
     print(f'ImageNet projection: {n} x {d} into {LEVELS}, {world} GPUs, '
           f'niter {niter} x nredo {nredo}; all-reduce {allreduce / 1e9:.2f} '
           f'GB per iteration, {allreduce_s:.1f} s in all at an assumed '

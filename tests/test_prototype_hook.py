@@ -248,8 +248,7 @@ def test_hook_drives_a_model_through_the_mixin(tmp_path):
     logged = runner.visualizer.logged[1]
     for key in ('seconds_features', 'seconds_kmeans', 'level1_objective',
                 'level0_median_size', 'level1_largest_fraction',
-                'level0_fine_nmi', 'level1_coarse_acc',
-                'level1_iterations'):
+                'level0_fine_nmi', 'level1_coarse_acc', 'level1_iterations'):
         assert np.isfinite(logged['prototypes/' + key]), key
     sizes = np.bincount(model.prototypes.assignments.numpy(), minlength=4)
     assert logged['prototypes/level0_nonempty'] == (sizes > 0).sum()

@@ -26,7 +26,8 @@ def main(argv=None):
     from mmengine.runner import Runner
 
     import hirl_mm
-    from hirl_mm.utils import check_checkpoint, setup_cpu_distributed
+    from hirl_mm.utils import (check_checkpoint, finish_distributed,
+                               setup_cpu_distributed)
 
     # torch >= 2.6 reads checkpoints with weights_only=True: the checkpoint
     # needs mmengine's globals on the allow-list. Installed by this explicit
@@ -37,6 +38,7 @@ def main(argv=None):
     setup_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()
+    finish_distributed()
     if args.out:
         from mmengine.fileio import dump
         dump(metrics, args.out)

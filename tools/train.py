@@ -92,7 +92,7 @@ def main(argv=None):
     from mmengine.runner import Runner
 
     import hirl_mm
-    from hirl_mm.utils import setup_cpu_distributed
+    from hirl_mm.utils import finish_distributed, setup_cpu_distributed
 
     # torch >= 2.6 reads checkpoints with weights_only=True: --resume and
     # --pretrained need mmengine's globals on the allow-list. Installed by
@@ -106,6 +106,7 @@ def main(argv=None):
     else:
         runner = Runner.from_cfg(cfg)
     runner.train()
+    finish_distributed()
 
 
 if __name__ == '__main__':

@@ -256,7 +256,12 @@ def _initial_centroids(points, local_row, train_ids, num_train, k, init,
     return _all_reduce(centroids, distributed)  # x + 0 is exact
 
 
-def _add_fixed_point(sums, acc, scaled, pending, points, labels,
+def _add_fixed_point(sums,
+                     acc,
+                     scaled,
+                     pending,
+                     points,
+                     labels,
                      scale=_SUM_SCALE):
     """CPU: add ``points`` to ``sums[labels]`` in fixed point, a cached
     block of rows at a time. The integers (|v| < 2^32) are summed in float64
