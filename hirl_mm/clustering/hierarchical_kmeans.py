@@ -96,15 +96,17 @@ def _faiss_kmeans(points, k, init, nredo, seed, weights=None, **kwargs):
             points.shape[1], k, nredo=nredo, seed=seed, **kwargs)
         kmeans.train(points, weights=weights)
         return kmeans
-    best = None
+    best, iterations = None, 0
     for redo in range(nredo):
         kmeans = faiss.Kmeans(points.shape[1], k, seed=seed, **kwargs)
         kmeans.train(
             points,
             weights=weights,
             init_centroids=kmeans_plusplus(points, k, seed * 1000 + redo))
+        iterations += len(kmeans.iteration_stats)
         if best is None or kmeans.obj[-1] < best.obj[-1]:
             best = kmeans
+    best.iterations = iterations  # all restarts, as faiss' own nredo
     return best
 
 
@@ -138,7 +140,8 @@ def _faiss_level(points,
     dist, labels = kmeans.index.search(points, 1)
     labels = labels[:, 0].astype(np.int64)
     return (labels, dist[:, 0], kmeans.centroids, float(dist.sum(dtype=float)),
-            len(np.unique(labels)), len(kmeans.iteration_stats))
+            len(np.unique(labels)),
+            getattr(kmeans, 'iterations', len(kmeans.iteration_stats)))
 
 
 def _check_args(backend, init, niter, nredo, max_points_per_centroid,
