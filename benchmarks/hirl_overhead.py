@@ -4,7 +4,8 @@ for both feature sources of the prototype hook: ``'extract'`` (a
 re-embedding pass per clustering) and ``'memory_bank'`` (the training
 steps record the features; no extra pass).
 
-    python benchmarks/hirl_overhead.py [--images 10000] [--steps 20]
+    python benchmarks/hirl_overhead.py [--images 10000] [--steps 100]
+        [--image-size 32] [--out ...]
 
 The three models' training steps are timed interleaved (one step of each
 in turn, medians), so a change of the machine's load hits all of them.
@@ -56,7 +57,13 @@ def step_times(models, batch, steps):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--images', type=int, default=10000)
-    parser.add_argument('--steps', type=int, default=20)
+    parser.add_argument('--steps', type=int, default=100)
+    parser.add_argument(
+        '--image-size',
+        type=int,
+        default=32,
+        help='side of the training views and of the re-embedded images '
+        '(the configs: 32; ImageNet: 224)')
     parser.add_argument(
         '--out',
         default=osp.join(ROOT, 'benchmarks', 'results', 'hirl_overhead.json'))
@@ -72,8 +79,10 @@ def main():
     batch = dict(
         inputs=[
             torch.randint(
-                0, 255, (bs, 3, 32, 32), generator=g, dtype=torch.uint8)
-            for _ in range(2)
+                0,
+                255, (bs, 3, args.image_size, args.image_size),
+                generator=g,
+                dtype=torch.uint8) for _ in range(2)
         ],
         data_samples=[
             DataSample(metainfo=dict(sample_idx=i)) for i in range(bs)
@@ -89,12 +98,16 @@ def main():
         h for h in hirl_cfg.custom_hooks
         if h.type == 'HierarchicalPrototypeHook'
     ][0]
+    pipeline = [
+        dict(t, scale=args.image_size) if t.type == 'Resize' else t
+        for t in hook_cfg.pipeline
+    ]
     loader = Runner.build_dataloader(
         dict(
             dataset=dict(
                 hirl_cfg.train_dataloader.dataset,
                 subset_size=args.images,
-                pipeline=hook_cfg.pipeline),
+                pipeline=pipeline),
             batch_size=hook_cfg.batch_size,
             num_workers=2,
             sampler=dict(type='DefaultSampler', shuffle=False, round_up=False),
@@ -153,6 +166,7 @@ def main():
     }
     result = dict(
         images=args.images,
+        image_size=args.image_size,
         batch=bs,
         threads=torch.get_num_threads(),
         load_average=os.getloadavg()[0],
@@ -166,8 +180,8 @@ def main():
         epoch_base_s=epoch_base,
         epoch_s=epoch,
         epoch_ratio_by_interval=rows)
-    print(f'{args.images} images, batch {bs}, {torch.get_num_threads()} '
-          f'threads, load {os.getloadavg()[0]:.1f}')
+    print(f'{args.images} images of {args.image_size} px, batch {bs}, '
+          f'{torch.get_num_threads()} threads, load {os.getloadavg()[0]:.1f}')
     print('| part | SimSiam | HIRL-SimSiam, extract | HIRL-SimSiam, '
           'memory_bank |\n|---|---|---|---|')
     print(f'| training step (s, median) | {t_base:.3f} | {t_hirl:.3f} | '
