@@ -185,21 +185,29 @@ def test_fixed_point_sums_are_exact_through_float64(monkeypatch):
         assert 0 < pending <= exact_rows
 
 
-def test_sums_kept_through_steps_equal_sums_from_scratch():
+@pytest.mark.parametrize('int64_path', [False, True])
+def test_sums_kept_through_steps_equal_sums_from_scratch(int64_path):
     """A restart moves only the rows that changed cluster in its kept
-    fixed-point sums: bitwise what summing every row gives."""
+    fixed-point sums: bitwise what summing every row gives. Also through
+    the GPU's int64 path (truncation, run here on CPU tensors)."""
     points = F.normalize(torch.from_numpy(blobs(n=900, k=9, seed=4)), dim=1)
-    fixed = lloyd._FixedPointSums(9, points.shape[1], points.device)
+
+    def sums():
+        fixed = lloyd._FixedPointSums(9, points.shape[1], points.device)
+        fixed.gpu = int64_path
+        return fixed
+
+    kept = sums()
     centroids = points[:9].clone()
     for _ in range(4):
-        kept = lloyd._lloyd_step(points, None, centroids, 256, 'fp32', False,
-                                 False, fixed)
-        anew = lloyd._lloyd_step(points, None, centroids, 256, 'fp32', False,
-                                 False)
-        assert torch.equal(kept[0], anew[0]) and torch.equal(kept[1], anew[1])
-        assert kept[2] == anew[2]
-        centroids = kept[0]
-    assert 0 < len(fixed.previous) and fixed.pending == 0
+        out = lloyd._lloyd_step(points, None, centroids, 256, 'fp32', False,
+                                False, kept)
+        anew = lloyd._lloyd_step(points, None, centroids, 256, 'fp32',
+                                 False, False, sums())
+        assert torch.equal(out[0], anew[0]) and torch.equal(out[1], anew[1])
+        assert out[2] == anew[2]
+        centroids = out[0]
+    assert len(kept.previous) == len(points)
 
 
 def test_weights_make_heavy_points_claim_the_clusters():
