@@ -202,8 +202,8 @@ def test_sums_kept_through_steps_equal_sums_from_scratch(int64_path):
     for _ in range(4):
         out = lloyd._lloyd_step(points, None, centroids, 256, 'fp32', False,
                                 False, kept)
-        anew = lloyd._lloyd_step(points, None, centroids, 256, 'fp32',
-                                 False, False, sums())
+        anew = lloyd._lloyd_step(points, None, centroids, 256, 'fp32', False,
+                                 False, sums())
         assert torch.equal(out[0], anew[0]) and torch.equal(out[1], anew[1])
         assert out[2] == anew[2]
         centroids = out[0]
