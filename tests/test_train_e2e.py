@@ -41,6 +41,22 @@ def train(cfg, work_dir, *args, nproc=1):
     return out
 
 
+def two_epoch_cfg(work_dir, feature_source, batch_size):
+    """A batch-free toy run of 2 epochs, 105 images, prototypes from epoch
+    2 built from ``feature_source``."""
+    cfg = batch_free(
+        toy_cfg(
+            work_dir,
+            max_epochs=2,
+            warmup_epochs=1,
+            num_train=7,
+            batch_size=batch_size))
+    for hook in cfg.custom_hooks:
+        if hook.type == 'HierarchicalPrototypeHook':
+            hook.feature_source = feature_source
+    return cfg
+
+
 def test_plain_simsiam_trains_saves_and_resumes(tmp_path):
     cfg = toy_cfg(tmp_path, config=SIMSIAM, max_epochs=2)
     cfg.log_level = 'INFO'
@@ -65,18 +81,9 @@ def test_two_ranks_train_and_cluster_like_one(tmp_path, feature_source):
     results = {}
     for nproc in (1, 2):
         work_dir = tmp_path / str(nproc)
-        cfg = batch_free(
-            toy_cfg(
-                work_dir,
-                max_epochs=2,
-                warmup_epochs=1,
-                num_train=7,
-                batch_size=10 // nproc))
+        cfg = two_epoch_cfg(work_dir, feature_source, 10 // nproc)
         cfg.model.head.type = 'ToyEveryLeafSPDHead'
         cfg.log_level = 'INFO'
-        for hook in cfg.custom_hooks:
-            if hook.type == 'HierarchicalPrototypeHook':
-                hook.feature_source = feature_source
         cfg.custom_imports = dict(imports=['hirl_mm', 'toy'])
         cfg.custom_hooks.append(
             dict(type='ToyLossRecorder', out_file=str(work_dir / 'l.json')))
@@ -118,17 +125,8 @@ def test_memory_bank_records_what_extract_embeds(tmp_path):
     trees = {}
     for source in ('extract', 'memory_bank'):
         work_dir = tmp_path / source
-        cfg = batch_free(
-            toy_cfg(
-                work_dir,
-                max_epochs=2,
-                warmup_epochs=1,
-                num_train=7,
-                batch_size=10))
+        cfg = two_epoch_cfg(work_dir, source, 10)
         cfg.optim_wrapper.optimizer.lr = 0.
-        for hook in cfg.custom_hooks:
-            if hook.type == 'HierarchicalPrototypeHook':
-                hook.feature_source = source
         train(cfg, work_dir)
         trees[source] = torch.load(work_dir / 'epoch_2.pth')['state_dict']
     for key in ('prototypes.assignments', 'prototypes.parents_0'):
