@@ -20,4 +20,9 @@ default_hooks = dict(
     finite_loss=dict(type='FiniteLossCheckHook'),
     rng_state=dict(type='RNGStateHook'))
 model_wrapper_cfg = dict(
-    type='MMDistributedDataParallel', find_unused_parameters=True)
+    type='MMDistributedDataParallel',
+    find_unused_parameters=True,
+    broadcast_buffers=False)
+# A rank waits at most 30 minutes in a collective (NCCL's default: 10);
+# see docs/benchmarks.md, dress rehearsal.
+env_cfg = dict(dist_cfg=dict(backend='nccl', timeout=1800))

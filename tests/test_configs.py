@@ -57,3 +57,24 @@ def test_reference_settings(name):
         assert cfg.train_dataloader.batch_size * 8 == 256
         assert cfg.optim_wrapper.optimizer.lr == 0.03
         assert cfg.model.base.queue_len == 16384
+
+
+@pytest.mark.parametrize('path', ALL, ids=lambda p: osp.relpath(p, CONFIGS))
+def test_the_wrapper_broadcasts_no_buffers(path):
+    """A ``model_wrapper_cfg`` turns DDP's default ``broadcast_buffers=True``
+    back on (mmengine's own default is False): every step would broadcast
+    every buffer, e.g. MoCo's 16384-key queue."""
+    wrapper = Config.fromfile(path).get('model_wrapper_cfg')
+    if wrapper is not None:
+        assert wrapper.get('broadcast_buffers') is False
+
+
+@pytest.mark.parametrize(
+    'path', [
+        p for p in ALL if p.endswith(('in1k.py', 'coco.py', 'r50.py'))
+        and 'benchmarks' not in p
+    ],
+    ids=lambda p: osp.relpath(p, CONFIGS))
+def test_the_large_configs_set_a_collective_timeout(path):
+    dist_cfg = Config.fromfile(path).env_cfg.dist_cfg
+    assert dist_cfg.backend == 'nccl' and dist_cfg.timeout >= 1800

@@ -82,6 +82,26 @@ def test_prototype_tree_scores_per_level():
     assert scores['level1_fine_nmi'] < 100
 
 
+def test_clustering_scores_compute_only_the_metrics_asked(monkeypatch):
+    """AMI grows as clusters x classes: a caller that logs NMI and ACC
+    never pays for it."""
+
+    def no_ami(*args, **kwargs):
+        raise AssertionError('AMI was not asked for')
+
+    monkeypatch.setattr(skm, 'adjusted_mutual_info_score', no_ami)
+    rng = np.random.RandomState(2)
+    labels, preds = rng.randint(0, 4, 100), rng.randint(0, 9, 100)
+    scores = clustering_scores(labels, preds, metrics=('acc', 'nmi'))
+    assert list(scores) == ['nmi', 'acc']
+    assert scores['acc'] == hungarian_accuracy(labels, preds)
+    paths = np.stack([preds, preds % 3], 1)
+    keys = prototype_tree_scores(paths, dict(fine=labels), metrics=['ari'])
+    assert list(keys) == ['level0_fine_ari', 'level1_fine_ari']
+    with pytest.raises(ValueError, match=r"Unknown clustering metrics \['f1'"):
+        clustering_scores(labels, preds, metrics=('nmi', 'f1'))
+
+
 def test_coarse_accuracy_metric():
     metric = METRICS.build(dict(type='CoarseAccuracy'))
     metric.dataset_meta = dict(fine_to_coarse=(0, 1, 0, 1, 0, 2, 0, 2, 3, 2))

@@ -245,6 +245,33 @@ def test_weights_make_heavy_points_claim_the_clusters():
     assert torch.equal(labels(torch.ones(n).double()), labels())
 
 
+def test_weighted_sums_do_not_depend_on_the_order():
+    """Weighted sums are integers summed exactly in float64: any order of
+    the points (a GPU's atomics) gives bitwise the same step."""
+    gen = torch.Generator().manual_seed(0)
+    points = F.normalize(torch.randn(700, 12, generator=gen), dim=1)
+    weights = torch.rand(700, generator=gen, dtype=torch.float64) * 1e3
+    centroids = points[:9].clone()
+    scale = lloyd._weight_scale(weights)
+    ref = lloyd._weighted_step(points, None, weights, centroids, 256, 'fp32',
+                               False, scale)
+    for seed in range(3):
+        perm = torch.randperm(700, generator=gen)
+        out = lloyd._weighted_step(points[perm], None, weights[perm],
+                                   centroids, 256, 'fp32', False, scale)
+        assert torch.equal(out[0], ref[0]) and torch.equal(out[1], ref[1])
+        assert out[2] == ref[2]
+    # within float32 of the float64 weighted means
+    labels = lloyd.NearestCentroid(centroids)(points)[1]
+    means = torch.zeros(9, 12, dtype=torch.float64)
+    means.index_add_(0, labels, points.double() * weights[:, None])
+    totals = torch.zeros(9, dtype=torch.float64)
+    totals.index_add_(0, labels, weights)
+    torch.testing.assert_close(
+        ref[0], (means / totals[:, None]).float(), rtol=0, atol=1e-6)
+    torch.testing.assert_close(ref[1], totals, rtol=1e-12, atol=0)
+
+
 @pytest.mark.parametrize('backend', ['torch', 'faiss'])
 def test_upper_levels_are_weighted_by_images_under_them(monkeypatch, backend):
     calls = []
@@ -332,6 +359,55 @@ def test_empty_clusters_are_split_like_faiss():
                       [1 - eps, 2 + 2 * eps, 4 - 4 * eps], [5., 5., 5.]]))
 
 
+def sequential_split(centroids, counts, draws):
+    """faiss' split_clusters one empty cluster at a time, each donor drawn
+    by a linear search of the cumulative weights."""
+    counts = counts.double().clone()
+    sign = torch.ones(centroids.shape[1])
+    sign[1::2] = -1
+    eps = 1 / 1024
+    for ci, u in zip(torch.nonzero(counts == 0).flatten().tolist(), draws):
+        weights = (counts - 1).clamp_min(0)
+        cum = weights.cumsum(0)
+        cj = int(torch.searchsorted(cum, u * cum[-1], right=True))
+        centroids[ci] = centroids[cj] * (1 + eps * sign)
+        centroids[cj] *= 1 - eps * sign
+        counts[ci] = counts[cj] / 2
+        counts[cj] -= counts[ci]
+
+
+@pytest.mark.parametrize('k, filled', [(3000, 100), (30000, 1000)])
+def test_many_empty_clusters_are_split_in_one_pass(k, filled):
+    """Collapsed features: almost every cluster is empty. The donors are
+    drawn one empty cluster after the other from the updated sizes, as
+    faiss does (halves of a split may split again), and every rank draws
+    alike (same counts, same seed)."""
+    gen = torch.Generator().manual_seed(0)
+    centroids = torch.zeros(k, 6)
+    centroids[:filled] = torch.rand(filled, 6, generator=gen) + 0.5
+    counts = torch.zeros(k, dtype=torch.long)
+    counts[:filled] = torch.randint(1, 300, (filled, ), generator=gen)
+    out, again = centroids.clone(), centroids.clone()
+    for split in (out, again):
+        nsplit = lloyd._split_empty_clusters(split, counts,
+                                             torch.Generator().manual_seed(1))
+        assert nsplit == k - filled
+    assert torch.equal(out, again)
+    # every cluster is now a slightly perturbed copy of an original one
+    assert bool((out != 0).all())
+    originals = F.normalize(centroids[:filled], dim=1)
+    cosine = F.normalize(out, dim=1) @ originals.t()
+    assert float(cosine.max(1).values.min()) > 0.999
+    if k <= 3000:  # the same draws, one linear search at a time
+        draws = torch.rand(
+            k - filled,
+            generator=torch.Generator().manual_seed(1),
+            dtype=torch.float64).tolist()
+        expected = centroids.clone()
+        sequential_split(expected, counts, draws)
+        torch.testing.assert_close(out, expected, rtol=1e-5, atol=0)
+
+
 def test_duplicated_points_reseed_empty_clusters(monkeypatch):
     """Most points are one point repeated: random initial centroids
     coincide and all but one of them lose their points; splitting gives
@@ -405,6 +481,7 @@ def _shards(num, seed=0):
 
 CASE = dict(num_clusters=[30, 6], nredo=2, niter=10, seed=3)
 SUBSAMPLED = dict(CASE, max_points_per_centroid=60)
+WEIGHTED = dict(CASE, num_clusters=[30, 8, 3], weighted_upper_levels=True)
 
 
 def _two_ranks(rank, port, out_dir, device, precision):
@@ -414,7 +491,8 @@ def _two_ranks(rank, port, out_dir, device, precision):
     feats = torch.from_numpy(blobs()).to(device)
     ids = torch.from_numpy(_shards(len(feats))[rank])
     out = {}
-    for name, kwargs in (('full', CASE), ('subsampled', SUBSAMPLED)):
+    for name, kwargs in (('full', CASE), ('subsampled', SUBSAMPLED),
+                         ('weighted', WEIGHTED)):
         out[name] = hierarchical_kmeans(
             feats[ids.to(device)],
             sample_idx=ids,
@@ -454,11 +532,18 @@ def _check_two_ranks(tmp_path, device, precision='fp32'):
             results.append(pickle.load(f))
     feats = torch.from_numpy(blobs()).to(device)
     for name, kwargs in (('full', CASE), ('subsampled', SUBSAMPLED),
-                         ('one_empty', CASE)):
+                         ('one_empty', CASE), ('weighted', WEIGHTED)):
         one = hierarchical_kmeans(feats, precision=precision, **kwargs)
         for res in results:
             assert_same_clustering(res[name], one)
             assert res[name].stats['nonempty'] == one.stats['nonempty']
+        if name == 'weighted':  # bitwise, upper levels included
+            for res in results:
+                assert_same_clustering(res[name], one, atol=0)
+                assert res[name].stats['objective'] == \
+                    one.stats['objective']
+                for da, db in zip(res[name].distances, one.distances):
+                    np.testing.assert_array_equal(da, db)
         if name == 'full':
             assert_same_clustering(results[0]['alone'], one, atol=0)
     errors = results[0]['errors']

@@ -349,8 +349,8 @@ def tree_summary(model, dataset) -> dict:
         ],
         scores={
             k: round(v, 2)
-            for k, v in prototype_tree_scores(paths, labels).items()
-            if k.endswith(('nmi', 'acc'))
+            for k, v in prototype_tree_scores(
+                paths, labels, metrics=('nmi', 'acc')).items()
         })
 
 

@@ -113,5 +113,10 @@ default_hooks = dict(
     rng_state=dict(type='RNGStateHook'))
 # the last layer gets no gradient while it is frozen
 model_wrapper_cfg = dict(
-    type='MMDistributedDataParallel', find_unused_parameters=True)
+    type='MMDistributedDataParallel',
+    find_unused_parameters=True,
+    broadcast_buffers=False)
 auto_scale_lr = dict(base_batch_size=1024)
+# A rank waits at most 30 minutes in a collective (NCCL's default: 10);
+# see docs/benchmarks.md, dress rehearsal.
+env_cfg = dict(dist_cfg=dict(backend='nccl', timeout=1800))

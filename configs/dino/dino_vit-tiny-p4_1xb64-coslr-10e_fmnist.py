@@ -89,5 +89,7 @@ param_scheduler = [
 ]
 # the last layer gets no gradient while it is frozen (epoch 0)
 model_wrapper_cfg = dict(
-    type='MMDistributedDataParallel', find_unused_parameters=True)
+    type='MMDistributedDataParallel',
+    find_unused_parameters=True,
+    broadcast_buffers=False)
 auto_scale_lr = dict(base_batch_size=64)

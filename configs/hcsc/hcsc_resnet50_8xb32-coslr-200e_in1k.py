@@ -15,3 +15,6 @@ custom_hooks = [dict(type='HierarchicalPrototypeHook', warmup_epochs=20)]
 default_hooks = dict(
     finite_loss=dict(type='FiniteLossCheckHook'),
     rng_state=dict(type='RNGStateHook'))
+# A rank waits at most 30 minutes in a collective (NCCL's default: 10);
+# see docs/benchmarks.md, dress rehearsal.
+env_cfg = dict(dist_cfg=dict(backend='nccl', timeout=1800))

@@ -23,4 +23,6 @@ custom_hooks = [
         batch_size=256)
 ]
 model_wrapper_cfg = dict(
-    type='MMDistributedDataParallel', find_unused_parameters=True)
+    type='MMDistributedDataParallel',
+    find_unused_parameters=True,
+    broadcast_buffers=False)

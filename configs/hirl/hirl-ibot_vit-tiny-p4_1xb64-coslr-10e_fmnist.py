@@ -18,4 +18,6 @@ custom_hooks = [
          pipeline=_base_.feat_pipeline, batch_size=256)
 ]
 model_wrapper_cfg = dict(
-    type='MMDistributedDataParallel', find_unused_parameters=True)
+    type='MMDistributedDataParallel',
+    find_unused_parameters=True,
+    broadcast_buffers=False)

@@ -18,5 +18,7 @@ custom_hooks = _base_.custom_hooks + [
          pipeline=_base_.feat_pipeline, batch_size=256)
 ]
 model_wrapper_cfg = dict(
-    type='MMDistributedDataParallel', find_unused_parameters=True)
+    type='MMDistributedDataParallel',
+    find_unused_parameters=True,
+    broadcast_buffers=False)
 auto_scale_lr = dict(base_batch_size=64)

@@ -69,5 +69,7 @@ custom_hooks = [
         frozen_layers_cfg=dict(prototypes=30))
 ]
 model_wrapper_cfg = dict(
-    type='MMDistributedDataParallel', find_unused_parameters=True)
+    type='MMDistributedDataParallel',
+    find_unused_parameters=True,
+    broadcast_buffers=False)
 auto_scale_lr = dict(base_batch_size=32)

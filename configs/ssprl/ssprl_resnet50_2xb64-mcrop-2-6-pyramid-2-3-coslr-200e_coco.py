@@ -88,3 +88,6 @@ custom_hooks = [
         frozen_layers_cfg=dict(prototypes=648))
 ]
 auto_scale_lr = dict(base_batch_size=128)
+# A rank waits at most 30 minutes in a collective (NCCL's default: 10);
+# see docs/benchmarks.md, dress rehearsal.
+env_cfg = dict(dist_cfg=dict(backend='nccl', timeout=1800))

@@ -406,15 +406,17 @@ def hierarchical_kmeans(
                                     res.iterations)
         labels, dist = torch.as_tensor(labels), torch.as_tensor(dist)
         if lvl == 0:
-            # One all-gather of (label, distance) pairs, float64 holds both
-            # exactly.
+            # One all-gather of (label, distance) pairs of 8 bytes: the
+            # int32 label and the float32 distance's bits (both exact).
             pairs = _all_gather_rows(
-                torch.stack([labels.double(), dist.double()], 1).cpu(), counts,
-                world_size)
+                torch.stack([
+                    labels.int(),
+                    dist.float().contiguous().view(torch.int32)
+                ], 1).cpu(), counts, world_size)
             assignments = np.empty(num_samples, dtype=np.int64)
-            assignments[all_ids.numpy()] = pairs[:, 0].long().numpy()
+            assignments[all_ids.numpy()] = pairs[:, 0].numpy()
             dist = np.empty(num_samples, dtype=np.float32)
-            dist[all_ids.numpy()] = pairs[:, 1].float().numpy()
+            dist[all_ids.numpy()] = pairs[:, 1].numpy().view(np.float32)
         else:
             parents.append(labels.cpu().numpy().astype(np.int64))
             dist = dist.cpu().numpy().astype(np.float32)

@@ -13,6 +13,7 @@ from mmengine.utils import ProgressBar
 from torch.utils.data import DataLoader
 
 from hirl_mm.utils import pooled_embedding
+from hirl_mm.utils.rank_errors import raise_on_all_ranks
 
 # Marks a label a sample does not carry (no label is this negative).
 MISSING = torch.iinfo(torch.long).min
@@ -54,9 +55,11 @@ def extract_features(
     cover every image exactly once: the sampler must split the data set
     without padding (``DefaultSampler(round_up=False)``, which a loader
     config is given here).
-    Every tensor handed to a collective is on
+    Every rank calls ``feat_fn`` as many times (see
+    :func:`extract_feature_shard`) and raises the same error where a check
+    fails on any rank. Every tensor handed to a collective is on
     ``mmengine.dist.get_comm_device()`` (a CUDA device under NCCL). The hook
-    uses :func:`extract_feature_shard` instead, which gathers nothing.
+    uses :func:`extract_feature_shard` instead, which gathers no features.
 
     Args:
         feat_fn (Callable): Maps a batch of (preprocessed) inputs to (B, D)
@@ -90,12 +93,21 @@ def extract_features(
     feats, columns = feats.to(comm), columns.to(comm)
     if dst is None:
         feat_parts, column_parts = all_gather(feats), all_gather(columns)
-    else:
-        feat_parts, column_parts = gather(feats, dst), gather(columns, dst)
-        if get_rank() != dst:
-            return None
-    return _assemble([f.cpu() for f in feat_parts],
-                     [c.cpu() for c in column_parts], num_images, label_keys)
+        return _assemble([f.cpu() for f in feat_parts],
+                         [c.cpu() for c in column_parts], num_images,
+                         label_keys)
+    feat_parts, column_parts = gather(feats, dst), gather(columns, dst)
+    result, error = None, None
+    if get_rank() == dst:
+        try:
+            result = _assemble([f.cpu() for f in feat_parts],
+                               [c.cpu() for c in column_parts], num_images,
+                               label_keys)
+        except Exception as e:  # noqa: B902  raised on every rank below
+            error = e
+    # only `dst` holds what the coverage check reads
+    raise_on_all_ranks(error)
+    return result
 
 
 @torch.no_grad()
@@ -105,12 +117,21 @@ def extract_feature_shard(
         model: Optional[nn.Module] = None,
         progress: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
     """This rank's features, kept where ``feat_fn`` computes them (e.g. on
-    the training GPU), and their ``sample_idx``: no collective at all.
+    the training GPU), and their ``sample_idx``: no features are gathered.
 
     The shard-only mode of :func:`extract_features` (same arguments), for
     consumers that are collectives themselves, such as the distributed
-    :func:`~hirl_mm.clustering.hierarchical_kmeans`. A rank the sampler
-    gives no image returns empty tensors.
+    :func:`~hirl_mm.clustering.hierarchical_kmeans`. Every rank must call
+    it: a forward pass may be a collective (SyncBN normalising by the
+    batch's statistics all-gathers them per layer), so every rank calls
+    ``feat_fn`` as many times, the most batches any rank has. A rank with
+    fewer (an uneven last shard) makes up the difference with forward passes
+    on one image of its loader's data set, whose output it drops, much as
+    a ``DistributedSampler`` pads a shard with repeated images. The checks
+    (shard sizes, ``sample_idx``) raise the same error on every rank. Under
+    several ranks, two small collectives besides: an all-gather of 3 ints
+    before the passes and of 1 int after them. A rank the sampler gives no
+    image returns (0, D) features (empty tensors if no rank has an image).
 
     Returns:
         tuple[Tensor, Tensor]: ``feats`` (S, D) and ``sample_idx`` (S, ),
@@ -120,7 +141,7 @@ def extract_feature_shard(
         dataloader = Runner.build_dataloader(_unpadded(dataloader))
     feats, columns = _embed(
         feat_fn, dataloader, model, (), progress, None, shard_only=True)
-    if feats is None:
+    if feats is None:  # no rank has an image: no width either
         return torch.zeros(0, 0), torch.zeros(0, dtype=torch.long)
     filled = int((columns[0] >= 0).sum())  # a prefix: a view, not a copy
     return feats[:filled], columns[0, :filled].to(feats.device)
@@ -156,43 +177,111 @@ def _embed_shard(
         shard_only: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
     """This rank's preallocated shard: features (S, D) on ``device`` (None:
     where ``feat_fn`` puts them) and, per row, its ``sample_idx`` and labels
-    (1 + K, S) on the CPU, S = ceil(N / world_size)."""
+    (1 + K, S) on the CPU, S = ceil(N / world_size); the same number of
+    ``feat_fn`` calls on every rank (see :func:`extract_feature_shard`)."""
     rank, world = get_rank(), get_world_size()
     num_images = len(dataloader.dataset)
     # a shard-only loader may be this rank's own (e.g. on a Subset)
-    size = len(dataloader.sampler) if shard_only else -(-num_images // world)
-    feats, filled = None, 0
+    given = len(dataloader.sampler)
+    size = given if shard_only else -(-num_images // world)
+    steps = _forward_passes(
+        len(dataloader), given, num_images, size, shard_only)
+    feats, filled, done, error = None, 0, 0, None
     # -1: an unused row of a shorter shard
     columns = torch.full((1 + len(label_keys), size), -1, dtype=torch.long)
     bar = ProgressBar(len(dataloader)) if progress and rank == 0 else None
-    for data in dataloader:
-        if preprocess is not None:
-            data = preprocess(data, False)
+    batches = iter(dataloader)
+    while True:
+        data = None
+        try:  # e.g. an image this rank's node cannot read
+            data = next(batches, None)
+            if data is not None and preprocess is not None:
+                data = preprocess(data, False)
+        except Exception as e:  # noqa: B902  raised on every rank below
+            error = e
+        if data is None or error is not None:
+            break
         out = feat_fn(data['inputs'])
-        if device is not None:
-            out = out.to(device)
-        if filled + len(out) > size:
-            raise RuntimeError(
+        done += 1
+        samples = data['data_samples']
+        sample_idx = [getattr(ds, 'sample_idx', None) for ds in samples]
+        if None in sample_idx:
+            error = ValueError(
+                f'A data sample of rank {rank} has no `sample_idx`: the '
+                'data set must give each image its index (mmengine\'s '
+                'BaseDataset does) and the pipeline must keep it '
+                '(PackInputs\' meta_keys).')
+        elif filled + len(out) > size:
+            error = RuntimeError(
                 f'Rank {rank} was given more than {size} images (of '
                 f'{num_images}, {world} ranks): the sampler must split the '
                 'data set into shards without padding or repeats.')
+        if error is not None:
+            break  # the other ranks learn it after their passes
+        if device is not None:
+            out = out.to(device)
         if feats is None:
             feats = out.new_zeros(size, out.shape[1])
         rows = slice(filled, filled + len(out))
         feats[rows] = out
-        samples = data['data_samples']
-        columns[0, rows] = torch.as_tensor([ds.sample_idx for ds in samples])
+        columns[0, rows] = torch.as_tensor(sample_idx)
         for i, key in enumerate(label_keys, 1):
             columns[i, rows] = torch.as_tensor(
                 [_label(ds, key) for ds in samples], dtype=torch.long)
         filled += len(out)
         if bar is not None:
             bar.update()
-    if feats is None and not shard_only:
-        # the feature size, hence the shard, is only known from a batch
-        raise ValueError(f'Rank {rank} received no images to embed '
-                         f'({num_images} images, {world} ranks).')
+    if done < steps and world > 1:
+        # keep step with the ranks that have more batches
+        data = dataloader.collate_fn([dataloader.dataset[0]])
+        if preprocess is not None:
+            data = preprocess(data, False)
+        for _ in range(steps - done):
+            out = feat_fn(data['inputs'])
+        if feats is None:  # the width of this rank's (empty) shard
+            feats = out.new_zeros(size, out.shape[1], device=device)
+    raise_on_all_ranks(error)
     return feats, columns
+
+
+def _forward_passes(num_batches: int, num_given: int, num_images: int,
+                    size: int, shard_only: bool) -> int:
+    """The number of ``feat_fn`` calls of every rank, the most batches any
+    rank has, from an all-gather of 3 ints (batches, images given, images
+    in the loader's data set); shards that cannot be embedded raise the same
+    error on every rank, before any pass."""
+    counts = torch.tensor([[num_batches, num_given, num_images]])
+    if get_world_size() > 1:  # ranks x 3
+        counts = torch.cat(all_gather(counts.to(get_comm_device()))).cpu()
+    batches, given, sizes = counts.T.tolist()
+    steps = max(batches)
+    if not shard_only:
+        over = [r for r, n in enumerate(given) if n > size]
+        if over:
+            raise RuntimeError(
+                f'{_ranks(over)} {"was" if len(over) == 1 else "were"} given '
+                f'more than {size} images (of {sizes[0]}, {len(given)} '
+                'ranks): the sampler must split the data set into shards '
+                'without padding or repeats.')
+        if not steps:
+            # the feature size, hence the shard, is only known from a batch
+            raise ValueError(f'No rank received an image to embed '
+                             f'({len(batches)} ranks).')
+    short = [
+        r for r, (n, s) in enumerate(zip(batches, sizes))
+        if n < steps and not s
+    ]
+    if short:
+        raise RuntimeError(
+            f'{_ranks(short)} cannot keep step with the {steps} forward '
+            'passes of the other ranks: their loader holds no image to '
+            'repeat.')
+    return steps
+
+
+def _ranks(ranks: Sequence[int]) -> str:
+    return f'Rank {ranks[0]}' if len(ranks) == 1 else \
+        f'Ranks {", ".join(map(str, ranks))}'
 
 
 def _assemble(feat_parts, column_parts, num_images: int,

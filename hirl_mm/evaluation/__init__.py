@@ -1,8 +1,14 @@
-from .functional import (clustering_scores, hungarian_accuracy,
+from .functional import (CLUSTERING_METRICS, DENSE_MATCHING_MAX_ENTRIES,
+                         Contingency, adjusted_rand_index, clustering_scores,
+                         contingency, hungarian_accuracy, matching_accuracy,
+                         normalized_mutual_info, prototype_tree_diagnostics,
                          prototype_tree_scores, weighted_knn)
 from .metrics import ClusteringMetric, CoarseAccuracy, KNNAccuracy
 
 __all__ = [
-    'ClusteringMetric', 'CoarseAccuracy', 'KNNAccuracy', 'clustering_scores',
-    'hungarian_accuracy', 'prototype_tree_scores', 'weighted_knn'
+    'CLUSTERING_METRICS', 'DENSE_MATCHING_MAX_ENTRIES', 'ClusteringMetric',
+    'CoarseAccuracy', 'Contingency', 'KNNAccuracy', 'adjusted_rand_index',
+    'clustering_scores', 'contingency', 'hungarian_accuracy',
+    'matching_accuracy', 'normalized_mutual_info',
+    'prototype_tree_diagnostics', 'prototype_tree_scores', 'weighted_knn'
 ]

@@ -180,7 +180,7 @@ def describe(paths, objective, labels) -> dict:
         row[f'L{lvl}_largest_pct'] = round(100 * sizes.max() / len(paths), 1)
         row[f'L{lvl}_tiny'] = int((sizes < 5).sum())  # clusters of < 5 imgs
         for name, lab in labels.items():
-            scores = clustering_scores(lab, paths[:, lvl])
+            scores = clustering_scores(lab, paths[:, lvl], metrics=('nmi', ))
             row[f'L{lvl}_nmi_{name}'] = round(scores['nmi'], 1)
     return row
 

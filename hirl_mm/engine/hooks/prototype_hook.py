@@ -1,12 +1,15 @@
 import copy
+import random
 import time
-from typing import Dict, Optional, Sequence, Tuple
+from contextlib import contextmanager
+from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from mmengine.dataset import default_collate
-from mmengine.dist import get_rank, get_world_size
-from mmengine.hooks import Hook
+from mmengine.device import get_device
+from mmengine.dist import all_gather, get_comm_device, get_rank, get_world_size
+from mmengine.hooks import CheckpointHook, Hook
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 from mmpretrain.registry import HOOKS
@@ -14,7 +17,10 @@ from torch.utils.data import DataLoader, Subset
 
 from hirl_mm.clustering import (HierarchicalClustering, check_num_clusters,
                                 hierarchical_kmeans, normalize_rows_)
-from hirl_mm.models.utils import HierarchicalPrototypeMixin
+from hirl_mm.models.utils import (HierarchicalPrototypeMixin,
+                                  PrototypeMemoryBank)
+from hirl_mm.utils import broadcast_buffers
+from hirl_mm.utils.rank_errors import errors_on_all_ranks
 from ..feature_extractor import extract_feature_shard
 
 DEFAULT_PIPELINE = [
@@ -32,6 +38,79 @@ LABEL_GETTERS = dict(fine='get_gt_labels', coarse='get_coarse_labels')
 
 def _ori_model(model):
     return model.module if is_model_wrapper(model) else model
+
+
+def _saves_epoch_checkpoint(runner: Runner) -> bool:
+    """Whether a ``CheckpointHook`` saves at the end of this epoch."""
+    return any(
+        isinstance(hook, CheckpointHook) and hook.by_epoch and (
+            hook.every_n_epochs(runner, hook.interval,
+                                getattr(hook, 'save_begin', 0)) or
+            (hook.save_last and hook.is_last_train_epoch(runner)))
+        for hook in runner.hooks)
+
+
+@contextmanager
+def _random_states_kept() -> Iterator[None]:
+    """Leave the random streams a training pipeline draws from as they
+    were (a sample fetched for a check must not shift the run's
+    augmentations)."""
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+
+
+def _check_sample_idx(dataset, what: str) -> None:
+    """Raise unless the pipeline's output of the last image of ``dataset``
+    carries its index as ``sample_idx``: the tree, the memory bank and the
+    re-embedding all index images by it."""
+    last = len(dataset) - 1
+    with _random_states_kept():
+        item = dataset[last]
+    sample = item.get('data_samples') if isinstance(item, dict) else None
+    if isinstance(sample, (list, tuple)):
+        sample = sample[0] if sample else None
+    sample_idx = getattr(sample, 'sample_idx', None)
+    if sample_idx is None:
+        raise ValueError(
+            f'The {what} samples carry no `sample_idx` (image {last} has '
+            'none), by which the prototypes index the images: build the '
+            "data set on mmengine's BaseDataset (get_data_info sets it) and "
+            "keep it in the pipeline (PackInputs' default meta_keys do).")
+    if int(sample_idx) != last:
+        raise ValueError(
+            f'Image {last} of the {what} data set has sample_idx '
+            f'{int(sample_idx)}: the prototypes need the images numbered 0 '
+            f'to {last} in data set order (ConcatDataset and RepeatDataset '
+            'number each part from 0).')
+
+
+def _common_width(feats: Optional[torch.Tensor],
+                  extra: Optional[torch.Tensor]) -> int:
+    """The one width of every rank's recorded (``feats``) and re-embedded
+    (``extra``) features, either None where a rank has none: an all-gather
+    of 2 ints, so that every rank raises the same error on a mismatch."""
+    mine = [0 if t is None else t.shape[1] for t in (feats, extra)]
+    widths = torch.stack(  # world x 2, 0: none
+        all_gather(torch.tensor(mine, device=get_comm_device()))).cpu()
+    found = widths[widths > 0].unique().tolist()
+    if len(found) > 1:
+        recorded, extracted = [
+            '/'.join(f'{w}-d' for w in c[c > 0].unique().tolist()) or 'no'
+            for c in widths.T
+        ]
+        per_rank = ', '.join(f'rank {r}: {a or "-"} / {b or "-"}'
+                             for r, (a, b) in enumerate(widths.tolist()))
+        raise ValueError(
+            f'model.record_proto_feat was given {recorded} features, '
+            f'model.extract_proto_feat gives {extracted}: both must give the '
+            f"prototypes' features, of one width (recorded / re-embedded "
+            f'per rank: {per_rank}).')
+    return found[0] if found else 0
 
 
 @HOOKS.register_module()
@@ -60,10 +139,22 @@ class HierarchicalPrototypeHook(Hook):
       ``model.record_proto_feat``, which keeps one row per image on each
       rank's device; the next clustering uses them with no extra pass.
       Images no rank trained on (``drop_last``) are re-embedded as with
-      ``'extract'``, split over the ranks; a bank that is empty (a run
-      resumed at a clustering epoch, or ``warmup_epochs=0``) falls back to
-      ``'extract'`` for that clustering, with a log line. Use it when
-      clustering often at scale (every epoch at ImageNet size).
+      ``'extract'``, split over the ranks; a bank that is empty (e.g.
+      ``warmup_epochs=0``) falls back to ``'extract'`` for that clustering,
+      with a log line. Use it when clustering often at scale (every epoch
+      at ImageNet size).
+
+      An epoch checkpoint saved at the end of a recording epoch holds the
+      bank (``memory_bank``: every rank's rows with their sample ids and
+      owner rank), so ``--resume`` from it clusters exactly the rows the
+      uninterrupted run would. The cost, at such checkpoints only: the rows
+      are gathered to rank 0 (in chunks of 32 MB per rank, through the
+      communication device) before ``CheckpointHook`` saves, and rank 0's
+      memory and the checkpoint hold them as N x D float32 (655 MB for
+      ImageNet's 1.28M images x 128, MoCo v2), plus N int64 ids; on resume
+      every rank loads the checkpoint and keeps its own rows. A run resumed
+      on another number of ranks, or with another data set, re-embeds
+      (``'extract'``) for that clustering, with a log line.
 
     ``load_from`` (fine-tuning from a checkpoint, not ``--resume``) resets
     the checkpoint's prototypes: they belong to another run and maybe to
@@ -121,6 +212,9 @@ class HierarchicalPrototypeHook(Hook):
         self.kmeans_cfg = dict(DEFAULT_KMEANS_CFG, **(kmeans_cfg or {}))
         self.dataloader = None
         self.labels: Dict[str, np.ndarray] = {}
+        # the memory bank on its way to (rank 0) and from a checkpoint
+        self._bank_to_save: Optional[Tuple[tuple, dict]] = None
+        self._resumed_bank: Optional[dict] = None
 
     def is_clustering_epoch(self, epoch: int) -> bool:
         return epoch >= self.warmup_epochs and \
@@ -162,8 +256,16 @@ class HierarchicalPrototypeHook(Hook):
                 sampler=dict(
                     type='DefaultSampler', shuffle=False, round_up=False),
                 collate_fn=dict(type='default_collate')))
+        # as early (the first use may be epochs away) and on every rank
+        # alike (one image per pipeline: a read may fail on one node only)
+        with errors_on_all_ranks():
+            _check_sample_idx(train_set, 'training')
+            _check_sample_idx(self.dataloader.dataset, 'feature pipeline')
+        resumed_bank, self._resumed_bank = self._resumed_bank, None
         if self.feature_source == 'memory_bank':
-            model.enable_memory_bank(len(train_set))
+            bank = model.enable_memory_bank(len(train_set))
+            if resumed_bank is not None:
+                self._load_bank(runner, bank, resumed_bank)
         self.labels = {}
         for name, getter in LABEL_GETTERS.items():
             try:
@@ -181,15 +283,65 @@ class HierarchicalPrototypeHook(Hook):
                 model.prototype_epoch != epoch:
             self.cluster(runner, model, epoch)
         bank = model.memory_bank
+        self._bank_to_save = None
         if bank is not None:
             bank.reset()
             # record the epoch before each clustering only
             bank.recording = self.is_clustering_epoch(epoch + 1)
 
+    def after_train_epoch(self, runner: Runner) -> None:
+        # Runner.save_checkpoint runs on rank 0 alone, hence so does
+        # before_save_checkpoint: the ranks' rows are gathered here, on
+        # every rank, before CheckpointHook (lower priority) saves
+        bank = _ori_model(runner.model).memory_bank
+        if bank is None or not bank.recording or \
+                not _saves_epoch_checkpoint(runner):
+            return
+        state = bank.gather_state(dst=0)
+        if state is not None:
+            # the meta of the checkpoint saved next: mmengine counts the
+            # epoch after its hooks ran
+            self._bank_to_save = ((runner.epoch + 1, runner.iter), state)
+
+    def before_save_checkpoint(self, runner: Runner, checkpoint: dict) -> None:
+        meta = checkpoint.get('meta', {})
+        if self._bank_to_save is not None and \
+                self._bank_to_save[0] == (meta.get('epoch'), meta.get('iter')):
+            checkpoint['memory_bank'] = self._bank_to_save[1]
+
+    def after_load_checkpoint(self, runner: Runner, checkpoint: dict) -> None:
+        # the bank is built in before_train, after the checkpoint is loaded
+        if getattr(runner, '_resume', False):
+            self._resumed_bank = checkpoint.get('memory_bank')
+
+    def _load_bank(self, runner: Runner, bank: PrototypeMemoryBank,
+                   state: dict) -> None:
+        """Give this rank its rows of a resumed checkpoint's bank."""
+        saved_world = len(state['rows_per_rank'])
+        saved_images = int(state['num_samples'])
+        if saved_world != get_world_size() or \
+                saved_images != bank.num_samples:
+            runner.logger.info(
+                f'The checkpoint\'s memory bank was recorded on '
+                f'{saved_world} ranks from {saved_images} images; this run '
+                f'has {get_world_size()} ranks and {bank.num_samples} '
+                'images: the clustering of epoch '
+                f'{runner.epoch} re-embeds the training set (\'extract\').')
+            return
+        # the device the model records from (mmengine's training device)
+        bank.load_state(state, device=get_device())
+        runner.logger.info(
+            f'Resumed the memory bank: {int(sum(state["rows_per_rank"]))} '
+            f'rows of {saved_images} images on {saved_world} ranks, for the '
+            f'clustering of epoch {runner.epoch}.')
+
     def cluster(self, runner: Runner, model: HierarchicalPrototypeMixin,
                 epoch: int) -> HierarchicalClustering:
         """Build and install the tree of ``epoch`` (a collective)."""
         start = time.perf_counter()
+        # as DDP's broadcast_buffers would: every shard is embedded with
+        # rank 0's normalisation statistics
+        broadcast_buffers(model)
         feats, sample_idx = self.shard_features(runner, model)
         seconds = dict(features=time.perf_counter() - start)
         num_samples = len(self.dataloader.dataset)
@@ -209,7 +361,9 @@ class HierarchicalPrototypeHook(Hook):
         del feats
         previous = None
         if get_rank() == 0 and model.prototypes.ready:
-            previous = model.prototypes.assignments.cpu().numpy()
+            # a copy, not a view of a buffer load_clustering may refill
+            previous = model.prototypes.assignments.to(
+                'cpu', copy=True).numpy()
         model.load_clustering(clustering, epoch)
         if get_rank() == 0:
             self.log_clustering(runner, clustering, previous, seconds, epoch)
@@ -231,31 +385,35 @@ class HierarchicalPrototypeHook(Hook):
                 ": re-embedding the training set ('extract') for this "
                 'clustering.')
             return self.extract(model)
+        extra = None
         if len(missing):
             runner.logger.info(
                 f'Re-embedding {len(missing)} images no rank trained on in '
                 'the last epoch (drop_last).')
-            # an equal share of the leftovers on every rank
-            part = missing[get_rank()::get_world_size()].tolist()
+            # An equal share of the leftovers on every rank, the shorter
+            # ones padded with the first leftover (dropped after): the
+            # forward passes, a collective with batch statistics, then
+            # have the same batch sizes on every rank.
+            rank, world = get_rank(), get_world_size()
+            share = missing[rank::world].tolist()
+            per_rank = -(-len(missing) // world)
+            pad = missing[:per_rank - len(share)].tolist()
             loader = DataLoader(
-                Subset(self.dataloader.dataset, part),
+                Subset(self.dataloader.dataset, share + pad),
                 batch_size=self.dataloader.batch_size,
                 collate_fn=default_collate)
             extra, extra_idx = extract_feature_shard(
                 model.extract_proto_feat, loader, model=model)
-            if feats is not None and len(extra) and \
-                    extra.shape[1] != feats.shape[1]:
-                raise ValueError(
-                    'model.record_proto_feat was given '
-                    f'{feats.shape[1]}-d features, '
-                    f'model.extract_proto_feat gives {extra.shape[1]}-d: '
-                    'both must give the prototypes\' features.')
-            if len(extra):  # appended to the bank's rows: no copy of them
-                bank.record(
-                    extra.to(feats) if feats is not None else extra, extra_idx)
-                feats, sample_idx = bank.rows()
-            elif feats is None:  # this rank holds no image at all
-                feats, sample_idx = extra, extra_idx
+            extra, extra_idx = extra[:len(share)], extra_idx[:len(share)]
+        width = _common_width(feats, extra)
+        if extra is not None and len(extra):
+            # appended to the bank's rows: no copy of them
+            bank.record(
+                extra.to(feats) if feats is not None else extra, extra_idx)
+            feats, sample_idx = bank.rows()
+        elif feats is None:  # this rank holds no image at all
+            feats = extra[:0] if extra is not None else torch.zeros(
+                0, width, device=get_device())
         return feats, sample_idx
 
     def extract(
@@ -274,46 +432,23 @@ class HierarchicalPrototypeHook(Hook):
                        clustering: HierarchicalClustering,
                        previous: Optional[np.ndarray], seconds: dict,
                        epoch: int) -> Dict[str, float]:
-        """Log the tree's statistics (and label agreement) as scalars."""
-        from hirl_mm.evaluation.functional import (clustering_scores,
-                                                   prototype_tree_scores)
+        """Log the tree's statistics (and label agreement) as scalars.
+
+        Rank 0 alone computes them while the other ranks wait in the next
+        collective, so :func:`prototype_tree_diagnostics` costs O(N + K);
+        and as the tree is already installed, a failure here is a warning,
+        never the end of the training.
+        """
+        from hirl_mm.evaluation import prototype_tree_diagnostics
         scalars = {f'seconds_{k}': v for k, v in seconds.items()}
-        stats = getattr(clustering, 'stats', None) or {}
-        for key, values in stats.items():
-            if key.startswith(('seconds', 'iterations')) and \
-                    np.ndim(values) == 1:
-                scalars.update({
-                    f'level{lvl}_{key}': float(v)
-                    for lvl, v in enumerate(values)
-                })
-        paths = clustering.paths()  # N x L
-        num_images = len(paths)
-        for lvl, dist in enumerate(clustering.distances):
-            sizes = np.bincount(
-                paths[:, lvl], minlength=len(clustering.centroids[lvl]))
-            filled = sizes[sizes > 0]
-            scalars.update({
-                f'level{lvl}_objective':
-                float(np.sum(dist)),
-                f'level{lvl}_nonempty':
-                int(len(filled)),
-                f'level{lvl}_max_size':
-                int(filled.max()),
-                f'level{lvl}_median_size':
-                float(np.median(filled)),
-                f'level{lvl}_largest_fraction':
-                float(filled.max()) / num_images,
-            })
-        if previous is not None and len(previous) == num_images:
-            scalars['level0_ari_vs_previous'] = clustering_scores(
-                previous, clustering.assignments)['ari']
-        labels = {k: v for k, v in self.labels.items() if len(v) == num_images}
-        if labels:
-            scalars.update({
-                k: v
-                for k, v in prototype_tree_scores(paths, labels).items()
-                if k.endswith(('_nmi', '_acc'))
-            })
+        try:
+            scalars.update(
+                prototype_tree_diagnostics(clustering, previous, self.labels))
+        except Exception as exc:  # noqa: B902  diagnostics only
+            runner.logger.warning(
+                f'The statistics of the prototypes of epoch {epoch} failed '
+                f'({type(exc).__name__}: {exc}); the tree is installed and '
+                'training goes on.')
         scalars = {f'prototypes/{k}': v for k, v in scalars.items()}
         runner.logger.info(f'Prototypes of epoch {epoch}: ' +
                            ', '.join(f'{k[len("prototypes/"):]}={v:.4g}'

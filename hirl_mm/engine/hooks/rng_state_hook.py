@@ -1,41 +1,138 @@
+import logging
+import pickle
 import random
+from typing import List, Optional
 
 import numpy as np
 import torch
+from mmengine.dist import all_gather, get_comm_device, get_rank, get_world_size
 from mmengine.hooks import Hook
+from mmengine.logging import print_log
 from mmpretrain.registry import HOOKS
+
+
+def _rng_state() -> dict:
+    """This process's python, numpy, torch (and CUDA) generator states."""
+    state = dict(
+        python=random.getstate(),
+        numpy=np.random.get_state(),
+        torch=torch.get_rng_state())
+    if torch.cuda.is_available():
+        state['cuda'] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _all_gather_states(state: dict) -> List[dict]:
+    """Every rank's ``state`` (a collective).
+
+    Pickled into bytes on the communication device: NCCL takes no CPU
+    tensor, and the states hold CPU tensors and numpy arrays.
+    """
+    comm = get_comm_device()
+    data = torch.frombuffer(bytearray(pickle.dumps(state)), dtype=torch.uint8)
+    sizes = [
+        int(n) for n in all_gather(torch.tensor([len(data)], device=comm))
+    ]
+    padded = torch.zeros(max(sizes), dtype=torch.uint8, device=comm)
+    padded[:len(data)] = data.to(comm)
+    return [
+        pickle.loads(part[:size].cpu().numpy().tobytes())
+        for part, size in zip(all_gather(padded), sizes)
+    ]
 
 
 @HOOKS.register_module()
 class RNGStateHook(Hook):
-    """Save the random generators' states in checkpoints, restore on resume.
+    """Save every rank's random generators' states in checkpoints, restore
+    each rank's own on resume.
 
-    mmengine re-seeds on resume, so augmentations after a resume differ from
-    those of an uninterrupted run. With the python, numpy and torch states
-    in the checkpoint, ``--resume`` continues bit-exactly on one process
-    (with several ranks every rank restores rank 0's state). The states are
-    applied after every other hook's ``before_train`` (some draw random
-    numbers there), i.e. where the uninterrupted run stood after saving.
+    mmengine re-seeds on resume, so augmentations (and anything else drawn
+    at random, e.g. SPD's negative paths, which each rank draws for its own
+    batch) after a resume differ from those of an uninterrupted run. With
+    the python, numpy, torch and CUDA states of every rank in the
+    checkpoint, ``--resume`` continues bit-exactly: rank r restores rank
+    r's states. They are applied after every other hook's ``before_train``
+    (some draw random numbers there), i.e. where the uninterrupted run
+    stood after saving.
+
+    mmengine writes a checkpoint on rank 0 alone (``Runner.save_checkpoint``
+    is ``master_only``, so ``before_save_checkpoint`` runs there only).
+    Hence at the end of each training epoch (``after_train_iter`` of its
+    last iteration, which every rank runs before any ``after_train_epoch``,
+    so before ``CheckpointHook`` saves) the ranks' states are gathered (a
+    few KB each, through the communication device), and rank 0 writes them
+    as ``rng_state_per_rank``, next to its own states of the moment as
+    ``rng_state`` (the one state earlier versions wrote). An
+    iteration checkpoint (``CheckpointHook(by_epoch=False)``) is saved in
+    an ``after_train_iter`` that runs before this hook's: it carries rank
+    0's states only (mmengine's ``EpochBasedTrainLoop`` restarts its epoch
+    anyway).
+
+    Resuming from a checkpoint with rank 0's states only gives them to every
+    rank (as earlier versions did), with a warning. Resuming on more ranks
+    than the checkpoint's restores ranks below its world size and leaves
+    the others with this run's seed, with a warning.
     """
 
     priority = 'LOWEST'
 
     def __init__(self) -> None:
         self._loaded = None
+        self._gathered = None  # ((epoch, iter) of the checkpoint, states)
+
+    def after_train_iter(self,
+                         runner,
+                         batch_idx: int,
+                         data_batch=None,
+                         outputs=None) -> None:
+        if get_world_size() == 1 or \
+                not self.end_of_epoch(runner.train_dataloader, batch_idx):
+            return
+        states = _all_gather_states(_rng_state())
+        if get_rank() == 0:  # which writes the checkpoints
+            # the meta of the epoch checkpoint saved next (mmengine counts
+            # this iteration and the epoch after the hooks ran)
+            key = (runner.epoch + 1, runner.iter + 1)
+            self._gathered = (key, states)
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        state = dict(
-            python=random.getstate(),
-            numpy=np.random.get_state(),
-            torch=torch.get_rng_state())
-        if torch.cuda.is_available():
-            state['cuda'] = torch.cuda.get_rng_state_all()
+        state = _rng_state()
         checkpoint['rng_state'] = state
+        if get_world_size() == 1:
+            checkpoint['rng_state_per_rank'] = [state]
+            return
+        meta = checkpoint.get('meta', {})
+        if self._gathered is not None and \
+                self._gathered[0] == (meta.get('epoch'), meta.get('iter')):
+            checkpoint['rng_state_per_rank'] = [state] + self._gathered[1][1:]
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         # `load_from` without resuming starts a new run: keep its seed.
-        if getattr(runner, '_resume', False):
+        if not getattr(runner, '_resume', False):
+            return
+        rank, world = get_rank(), get_world_size()
+        states: Optional[list] = checkpoint.get('rng_state_per_rank')
+        if states is None:
             self._loaded = checkpoint.get('rng_state')
+            if self._loaded is not None and world > 1:
+                print_log(
+                    'The checkpoint holds the random states of rank 0 only '
+                    '(an iteration checkpoint, or one written before '
+                    'per-rank states): every rank restores them, so the '
+                    'ranks other than 0 draw other random numbers than an '
+                    'uninterrupted run would.',
+                    logger='current',
+                    level=logging.WARNING)
+            return
+        if len(states) != world:
+            print_log(
+                f'The checkpoint holds the random states of {len(states)} '
+                f'ranks, this run has {world}: ranks below '
+                f'{min(len(states), world)} restore theirs, any other keeps '
+                "this run's seed.",
+                logger='current',
+                level=logging.WARNING)
+        self._loaded = states[rank] if rank < len(states) else None
 
     def before_train(self, runner) -> None:
         state, self._loaded = self._loaded, None

@@ -1,9 +1,14 @@
 """Per-rank memory of the training pass's features (DeepCluster-v2)."""
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
-from mmengine.dist import all_reduce, get_comm_device, get_rank, get_world_size
+from mmengine.dist import (all_gather, all_reduce, gather, get_comm_device,
+                           get_rank, get_world_size)
+
+# Rows per rank per collective of gather_state: its destination's device
+# holds world_size such chunks at a time, not the N x D matrix.
+GATHER_CHUNK_BYTES = 32 * 2**20
 
 
 class PrototypeMemoryBank:
@@ -17,8 +22,13 @@ class PrototypeMemoryBank:
     preallocated, grown by doubling if a sampler gives more) and never two
     rows of one image, even when the sampler pads its shard with repeats
     (``DefaultSampler(round_up=True)``). A lookup of N ints
-    maps an id to its row. Not a module: it is not in checkpoints, so a
-    resumed run starts with an empty bank.
+    maps an id to its row. The rows stay float32 whatever the training
+    precision: a clustering from a resumed bank is then exact.
+
+    Not a module, so not in the model's state dict: the prototype hook
+    puts the rows in a checkpoint through :meth:`gather_state` (every
+    rank's rows, to rank 0, which writes the checkpoint) and gives each
+    rank its own back through :meth:`load_state`.
 
     Args:
         num_samples (int): Images in the training set, N.
@@ -154,3 +164,112 @@ class PrototypeMemoryBank:
         self.ids[holes] = self.ids[movers]
         self.row_of[self.ids[holes]] = holes
         self.size = size
+
+    @torch.no_grad()
+    def gather_state(self, dst: int = 0) -> Optional[dict]:
+        """Every rank's rows, gathered to rank ``dst`` for a checkpoint.
+
+        A collective: every rank calls it. The rows travel through the
+        communication device (where they already live under NCCL) in chunks
+        of :data:`GATHER_CHUNK_BYTES` per rank, and ``dst`` copies each
+        chunk to the CPU as it arrives: its device holds ``world_size``
+        chunks at a time, its memory the S x D float32 rows, S about N
+        (655 MB for 1.28M x 128).
+
+        Args:
+            dst (int): The rank that receives the rows. Defaults to 0.
+
+        Returns:
+            dict, optional: On ``dst``, ``num_samples`` (N), ``rows_per_rank``
+            (W, ) and the rows on the CPU, rank 0's first, each rank's in its
+            order: ``sample_idx`` (S, ) and ``feats`` (S, D) float32. None
+            on the other ranks, and on every rank when no rank holds a row.
+        """
+        rank, world = get_rank(), get_world_size()
+        comm = get_comm_device()
+        dim = 0 if self.feats is None else self.feats.shape[1]
+        head = torch.stack(
+            all_gather(torch.tensor([self.size, dim], device=comm)))  # W x 2
+        sizes = [int(n) for n in head[:, 0]]
+        dim = int(head[:, 1].max())
+        if not sum(sizes):
+            return None
+        if rank == dst:
+            feats = torch.empty(sum(sizes), dim)
+            sample_idx = torch.empty(sum(sizes), dtype=torch.long)
+            starts = torch.tensor([0] + sizes).cumsum(0).tolist()
+        step = max(1, GATHER_CHUNK_BYTES // (4 * dim))
+        for begin in range(0, max(sizes), step):
+            # every rank sends a full chunk (gather takes equal shapes)
+            num = min(step, max(sizes) - begin)
+            held = max(0, min(num, self.size - begin))
+            part = torch.zeros(num, dim, device=comm)
+            part_idx = torch.full((num, ), -1, dtype=torch.long, device=comm)
+            if held:
+                part[:held] = self.feats[begin:begin + held].to(comm)
+                part_idx[:held] = self.ids[begin:begin + held].to(comm)
+            parts, part_ids = gather(part, dst), gather(part_idx, dst)
+            if rank != dst:
+                continue
+            for src in range(world):
+                count = max(0, min(num, sizes[src] - begin))
+                rows = slice(starts[src] + begin, starts[src] + begin + count)
+                feats[rows] = parts[src][:count].cpu()
+                sample_idx[rows] = part_ids[src][:count].cpu()
+        if rank != dst:
+            return None
+        return dict(
+            num_samples=self.num_samples,
+            rows_per_rank=torch.tensor(sizes),
+            sample_idx=sample_idx,
+            feats=feats)
+
+    @torch.no_grad()
+    def load_state(self,
+                   state: dict,
+                   device: Union[str, torch.device, None] = None) -> None:
+        """Hold the rows this rank held when ``state`` was gathered
+        (:meth:`gather_state`), in the same order, and record nothing until
+        ``recording`` is set again.
+
+        Args:
+            state (dict): What :meth:`gather_state` returned on its
+                destination, from a run with as many ranks as this one.
+            device (str | torch.device, optional): Where the rows go, the
+                device the model records from. Defaults to the state's.
+
+        Raises:
+            ValueError: if ``state`` is of another data set or world size.
+        """
+        rows_per_rank = [int(n) for n in state['rows_per_rank']]
+        world = get_world_size()
+        if int(state['num_samples']) != self.num_samples or \
+                len(rows_per_rank) != world:
+            raise ValueError(
+                f'The memory bank state holds {int(state["num_samples"])} '
+                f'images on {len(rows_per_rank)} ranks; this bank is of '
+                f'{self.num_samples} images on {world} ranks.')
+        rank = get_rank()
+        start = sum(rows_per_rank[:rank])
+        rows = slice(start, start + rows_per_rank[rank])
+        feats = state['feats'][rows]
+        feats = feats.to(
+            device=feats.device if device is None else device,
+            dtype=torch.float32)
+        self.recording = False
+        self.feats = self.ids = self.row_of = None
+        self.size = 0
+        if not len(feats):  # as before any record: width unknown
+            return
+        # fresh storage: no view keeps the checkpoint's N x D rows alive
+        self._resize(max(len(feats), -(-self.num_samples // world)), feats)
+        self.size = len(feats)
+        self.feats[:self.size] = feats
+        device = feats.device
+        self.ids[:self.size] = state['sample_idx'][rows].to(device)
+        self.row_of = torch.full((self.num_samples, ),
+                                 -1,
+                                 dtype=torch.long,
+                                 device=device)
+        self.row_of[self.ids[:self.size]] = torch.arange(
+            self.size, device=device)

@@ -23,7 +23,9 @@ class HierarchicalPrototypeMixin(metaclass=ABCMeta):
     - :meth:`load_clustering`, to install the new tree on every rank;
     - with ``feature_source='memory_bank'``, :meth:`enable_memory_bank` and
       :attr:`memory_bank`, to collect the features that the model hands to
-      :meth:`record_proto_feat` in its training loss (a no-op otherwise).
+      :meth:`record_proto_feat` in its training loss (a no-op otherwise),
+      and to carry them through a checkpoint (the bank's ``gather_state``
+      and ``load_state``).
 
     The tree lives in the ``prototypes`` sub-module
     (:class:`HierarchicalPrototypes`), so checkpoints carry it under
@@ -40,6 +42,12 @@ class HierarchicalPrototypeMixin(metaclass=ABCMeta):
             num_clusters (Sequence[int]): Prototypes per level, finest first.
         """
         self.prototypes = HierarchicalPrototypes(num_clusters)
+        # Every rank installs the same tree (load_clustering): DDP must not
+        # broadcast it (41000 x 2048 floats at ImageNet scale) every step.
+        self._ddp_params_and_buffers_to_ignore = [
+            f'prototypes.{name}'
+            for name, _ in self.prototypes.named_buffers()
+        ]
 
     @property
     def num_clusters(self) -> List[int]:
@@ -90,7 +98,8 @@ class HierarchicalPrototypeMixin(metaclass=ABCMeta):
         """
         bank = self._memory_bank
         if bank is None or bank.num_samples != num_samples:
-            # a plain attribute, not a sub-module: not in checkpoints
+            # a plain attribute, not a sub-module: not in the state dict
+            # (its rows are a rank's own); the hook checkpoints them
             bank = self._memory_bank = PrototypeMemoryBank(num_samples)
         return bank
 
