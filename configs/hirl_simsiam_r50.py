@@ -36,3 +36,6 @@ auto_scale_lr = dict(base_batch_size=512)  # 8 GPUs x 64
 # A rank waits at most 30 minutes in a collective (NCCL's default: 10);
 # see docs/benchmarks.md, dress rehearsal.
 env_cfg = dict(dist_cfg=dict(backend='nccl', timeout=1800))
+
+# resumes inside an epoch too, from an iteration checkpoint
+train_cfg = dict(type='ResumableEpochBasedTrainLoop')

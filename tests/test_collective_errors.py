@@ -34,6 +34,7 @@ from test_hirl_fidelity import build
 from test_nccl_rules import _free_port, simulated_nccl
 from test_prototype_hook import ChannelMeans, hook_runner
 from torch.utils.data import Dataset
+from worker_exit import end_worker
 
 from hirl_mm.engine import extract_feature_shard, extract_features
 from hirl_mm.engine.hooks.prototype_hook import _check_sample_idx
@@ -228,7 +229,7 @@ def _batch_stats_worker(rank, port, out_dir):
             epoch=model.prototype_epoch,
             assignments=model.prototypes.assignments.clone())
     torch.save(results, os.path.join(out_dir, f'{rank}.pth'))
-    dist.destroy_process_group()
+    end_worker()
 
 
 @pytest.fixture(scope='module')
@@ -402,7 +403,7 @@ def _bad_inputs_worker(rank, port, out_dir):
             except Exception as e:  # noqa: B902  what each rank raised
                 results[name] = (type(e).__name__, _message(e))
     torch.save(results, os.path.join(out_dir, f'{rank}.pth'))
-    dist.destroy_process_group()
+    end_worker()
 
 
 @pytest.fixture(scope='module')

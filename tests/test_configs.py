@@ -71,8 +71,8 @@ def test_the_wrapper_broadcasts_no_buffers(path):
 
 @pytest.mark.parametrize(
     'path', [
-        p for p in ALL if p.endswith(('in1k.py', 'coco.py', 'r50.py'))
-        and 'benchmarks' not in p
+        p for p in ALL if p.endswith(('in1k.py', 'coco.py',
+                                      'r50.py')) and 'benchmarks' not in p
     ],
     ids=lambda p: osp.relpath(p, CONFIGS))
 def test_the_large_configs_set_a_collective_timeout(path):

@@ -15,6 +15,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
+from worker_exit import end_worker
 
 from hirl_mm.models.utils import HierarchicalPrototypeMixin
 from hirl_mm.utils import broadcast_buffers
@@ -62,24 +63,26 @@ def _run(rank, port, out_dir):
     dist._broadcast_coalesced = broadcast
     after_forward = dict(
         centroids=model.prototypes.centroids_0.clone(),
-        running_mean=model.bn.running_mean.clone(), sent=sent)
+        running_mean=model.bn.running_mean.clone(),
+        sent=sent)
     # the hook's sync before re-embedding: rank 0's statistics everywhere
     model.bn.running_var.fill_(5. + rank)
     broadcast_buffers(model)
     torch.save(
-        dict(after_forward=after_forward,
-             running_var=model.bn.running_var.clone(),
-             centroids=model.prototypes.centroids_0.clone()),
+        dict(
+            after_forward=after_forward,
+            running_var=model.bn.running_var.clone(),
+            centroids=model.prototypes.centroids_0.clone()),
         os.path.join(out_dir, f'{rank}.pth'))
-    dist.destroy_process_group()
+    end_worker()
 
 
 def test_the_prototypes_are_never_broadcast(tmp_path):
     mp.spawn(_run, args=(_free_port(), str(tmp_path)), nprocs=2)
     r0, r1 = (torch.load(tmp_path / f'{r}.pth') for r in (0, 1))
     # rank 1 keeps its own tree through DDP's forward ...
-    assert torch.equal(r1['after_forward']['centroids'],
-                       torch.full((3, 4), 1.))
+    assert torch.equal(r1['after_forward']['centroids'], torch.full((3, 4),
+                                                                    1.))
     assert torch.equal(r1['centroids'], torch.full((3, 4), 1.))
     # ... while DDP still broadcast the other buffers (BN statistics:
     # 4 + 4 floats + one int64), nothing of the tree

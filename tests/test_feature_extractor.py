@@ -9,6 +9,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from mmpretrain.structures import DataSample
 from torch.utils.data import DataLoader, Dataset
+from worker_exit import end_worker
 
 from hirl_mm.clustering import HierarchicalClustering
 from hirl_mm.engine import extract_features
@@ -149,7 +150,7 @@ def _two_ranks(rank, port, out_dir):
     torch.save(
         dict(to_rank0=to_rank0, to_all=to_all, protos=protos.state_dict()),
         os.path.join(out_dir, f'{rank}.pth'))
-    dist.destroy_process_group()
+    end_worker()
 
 
 def test_two_gloo_ranks(tmp_path):

@@ -11,6 +11,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
+from worker_exit import end_worker
 
 from hirl_mm.clustering import check_num_clusters, hierarchical_kmeans, lloyd
 
@@ -518,7 +519,7 @@ def _two_ranks(rank, port, out_dir, device, precision):
     out['errors'] = errors
     with open(os.path.join(out_dir, f'{rank}.pkl'), 'wb') as f:
         pickle.dump(out, f)
-    dist.destroy_process_group()
+    end_worker()
 
 
 def _check_two_ranks(tmp_path, device, precision='fp32'):

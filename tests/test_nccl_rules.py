@@ -30,6 +30,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.overrides import TorchFunctionMode
+from worker_exit import end_worker
 
 SIM_DEVICE = torch.device('cpu', 1)
 COLLECTIVES = ('all_reduce', 'all_gather', 'all_gather_into_tensor', 'gather',
@@ -225,7 +226,7 @@ def _worker(rank, port, out_dir):
                 Path(out_dir) / f'{source}_{rank}', source,
                 _epoch_batches(rank, 2))
     torch.save(results, os.path.join(out_dir, f'{rank}.pth'))
-    dist.destroy_process_group()
+    end_worker()
 
 
 @pytest.fixture(scope='module')

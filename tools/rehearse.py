@@ -51,6 +51,7 @@ import sys
 import time
 
 MiB = 2**20
+STAND_INS = {}
 NCCL_DEFAULT_TIMEOUT = 600
 REAL_IMAGES = dict(ImageNet=1281167, CocoDataset=118287)
 COLLECTIVES = ('all_reduce', 'all_gather', 'all_gather_into_tensor',
@@ -58,9 +59,14 @@ COLLECTIVES = ('all_reduce', 'all_gather', 'all_gather_into_tensor',
                'reduce_scatter_tensor', 'all_to_all', 'all_to_all_single',
                'barrier', '_broadcast_coalesced')
 # which positional argument is this rank's input, where it is not the first
-PAYLOAD_ARG = dict(all_gather=1, all_gather_into_tensor=1, reduce_scatter=1,
-                   reduce_scatter_tensor=1, all_to_all=1, all_to_all_single=1,
-                   _broadcast_coalesced=1)
+PAYLOAD_ARG = dict(
+    all_gather=1,
+    all_gather_into_tensor=1,
+    reduce_scatter=1,
+    reduce_scatter_tensor=1,
+    all_to_all=1,
+    all_to_all_single=1,
+    _broadcast_coalesced=1)
 
 
 def parse_args(argv=None):
@@ -82,18 +88,25 @@ def parse_args(argv=None):
         '--real-world-size',
         type=int,
         help="the real job's ranks; default: the config name's NxbB")
-    parser.add_argument('--steps', type=int, default=2,
-                        help='training steps per epoch')
-    parser.add_argument('--batch-size', type=int,
-                        help="per rank; default: the config's")
+    parser.add_argument(
+        '--steps', type=int, default=2, help='training steps per epoch')
+    parser.add_argument(
+        '--batch-size', type=int, help="per rank; default: the config's")
     parser.add_argument('--niter', type=int, default=1)
     parser.add_argument('--nredo', type=int, default=1)
     parser.add_argument('--crop-scale', type=float, default=0.125)
+    parser.add_argument(
+        '--feature-source',
+        choices=['extract', 'memory_bank'],
+        help="the prototype hook's; default: the config's")
     parser.add_argument('--max-wait-fraction', type=float, default=0.1)
     parser.add_argument('--work-dir')
-    parser.add_argument('--cfg-options', nargs='+', default=[],
-                        help='key=value overrides of the config (as '
-                        "tools/train.py's), applied before the rehearsal's")
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        default=[],
+        help='key=value overrides of the config (as '
+        "tools/train.py's), applied before the rehearsal's")
     return parser.parse_args(argv)
 
 
@@ -107,9 +120,12 @@ def register_stand_ins():
     import torch.nn as nn
     from mmcv.transforms import BaseTransform
     from mmengine.dataset import BaseDataset, DefaultSampler
+    from mmengine.dist import get_world_size
     from mmengine.model import BaseModule
-    from mmpretrain.registry import (DATA_SAMPLERS, DATASETS, MODELS,
-                                     TRANSFORMS)
+    from mmpretrain.registry import DATA_SAMPLERS, DATASETS, MODELS, TRANSFORMS
+    from torch.distributed.nn.functional import \
+        all_reduce as differentiable_all_reduce
+    from torch.nn.modules.batchnorm import _BatchNorm
 
     if 'RehearsalDataset' in DATASETS:
         return
@@ -141,8 +157,8 @@ def register_stand_ins():
         def transform(self, results):
             rng = np.random.RandomState(results['sample_idx'])
             img = rng.randint(0, 256, (self.size, self.size, 3), np.uint8)
-            results.update(img=img, img_shape=img.shape[:2],
-                           ori_shape=img.shape[:2])
+            results.update(
+                img=img, img_shape=img.shape[:2], ori_shape=img.shape[:2])
             return results
 
     @DATA_SAMPLERS.register_module()
@@ -159,6 +175,43 @@ def register_stand_ins():
         def __len__(self):
             return min(self.limit, super().__len__())
 
+    class RehearsalSyncBN(_BatchNorm):
+        """SyncBN's arithmetic and collectives on CPU tensors (DDP refuses
+        ``nn.SyncBatchNorm`` in a CPU module): with batch statistics, one
+        autograd-aware all-reduce of the per-channel sums, squared sums and
+        count in the forward pass, and of their gradients in the backward
+        pass."""
+        _abbr_ = 'bn'
+
+        def _check_input_dim(self, x):
+            if x.dim() < 2:
+                raise ValueError(f'expected 2D or more input, got {x.dim()}')
+
+        def forward(self, x):
+            if get_world_size() < 2 or \
+                    (not self.training and self.track_running_stats):
+                return super().forward(x)
+            dims = [0] + list(range(2, x.dim()))
+            c = x.shape[1]
+            count = x.new_full((1, ), x.numel() / c)
+            stats = differentiable_all_reduce(
+                torch.cat([x.sum(dims), (x * x).sum(dims), count]))
+            n = stats[-1]
+            mean = stats[:c] / n
+            var = stats[c:2 * c] / n - mean * mean
+            if self.training and self.track_running_stats:
+                with torch.no_grad():
+                    self.num_batches_tracked += 1
+                    m = self.momentum
+                    self.running_mean.mul_(1 - m).add_(m * mean)
+                    self.running_var.mul_(1 - m).add_(m * var * n / (n - 1))
+            shape = [1, c] + [1] * (x.dim() - 2)
+            out = (x -
+                   mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+            if self.affine:
+                out = out * self.weight.view(shape) + self.bias.view(shape)
+            return out
+
     @MODELS.register_module()
     class RehearsalBackbone(BaseModule):
         """Cheap features of the real backbone's width and output layout.
@@ -174,8 +227,7 @@ def register_stand_ins():
             self.out_channels, self.num_outs, self.kind = \
                 out_channels, num_outs, kind
             gen = torch.Generator().manual_seed(0)
-            self.register_buffer('expand', torch.randn(48, 512,
-                                                       generator=gen))
+            self.register_buffer('expand', torch.randn(48, 512, generator=gen))
             self.fc = nn.Linear(512, out_channels)
 
         def forward(self, x, *args, **kwargs):
@@ -185,6 +237,23 @@ def register_stand_ins():
                 out = out[:, :, None, None]
             return tuple(out for _ in range(self.num_outs))
 
+    STAND_INS['SyncBN'] = RehearsalSyncBN
+
+
+def stand_in_sync_bn():
+    """Build every ``SyncBN`` (in configs or as a module's default
+    ``norm_cfg``) as :class:`RehearsalSyncBN` in this process, which the
+    project then treats as the SyncBN it is."""
+    from mmengine.dist import get_world_size
+    from mmengine.registry import MODELS
+
+    import hirl_mm.models.algorithms.hirl as hirl_module
+    cls = STAND_INS['SyncBN']
+    MODELS.register_module('SyncBN', module=cls, force=True)
+    across_ranks = hirl_module._across_ranks
+    hirl_module._across_ranks = lambda norm: across_ranks(norm) or (isinstance(
+        norm, cls) and get_world_size() > 1)
+
 
 def stand_in_backbone(backbone_cfg: dict) -> dict:
     """The stand-in's config for a real backbone config, read from the
@@ -192,13 +261,19 @@ def stand_in_backbone(backbone_cfg: dict) -> dict:
     from mmpretrain.registry import MODELS
     real = MODELS.build(copy.deepcopy(backbone_cfg))
     if hasattr(real, 'feat_dim') and hasattr(real, 'out_indices'):  # ResNet
-        return dict(type='RehearsalBackbone', out_channels=real.feat_dim,
-                    num_outs=len(real.out_indices), kind='map')
+        return dict(
+            type='RehearsalBackbone',
+            out_channels=real.feat_dim,
+            num_outs=len(real.out_indices),
+            kind='map')
     out_type = getattr(real, 'out_type', None)
-    if hasattr(real, 'embed_dims') and out_type in ('cls_token',
-                                                    'avg_featmap'):
-        return dict(type='RehearsalBackbone', out_channels=real.embed_dims,
-                    num_outs=len(real.out_indices), kind='token')
+    if hasattr(real,
+               'embed_dims') and out_type in ('cls_token', 'avg_featmap'):
+        return dict(
+            type='RehearsalBackbone',
+            out_channels=real.embed_dims,
+            num_outs=len(real.out_indices),
+            kind='token')
     raise NotImplementedError(
         f'The rehearsal has no stand-in for a {type(real).__name__} '
         f'backbone (out_type={out_type!r}): ResNets and ViTs giving class '
@@ -248,15 +323,18 @@ def rehearsal_cfg(args, work_dir: str, resume: str = None):
     if args.cfg_options:
         parser = argparse.ArgumentParser()
         parser.add_argument('--o', nargs='+', action=DictAction)
-        cfg.merge_from_dict(
-            parser.parse_args(['--o'] + args.cfg_options).o)
-    hooks = [h for h in cfg.get('custom_hooks', [])
-             if h.get('type') == 'HierarchicalPrototypeHook']
+        cfg.merge_from_dict(parser.parse_args(['--o'] + args.cfg_options).o)
+    hooks = [
+        h for h in cfg.get('custom_hooks', [])
+        if h.get('type') == 'HierarchicalPrototypeHook'
+    ]
     if not hooks:
         raise ValueError(f'{args.config} has no HierarchicalPrototypeHook: '
                          'nothing to rehearse.')
     proto = hooks[0]
     proto['warmup_epochs'] = 1
+    if args.feature_source:
+        proto['feature_source'] = args.feature_source
     interval = proto.get('interval', 1)
     proto['kmeans_cfg'] = dict(
         proto.get('kmeans_cfg') or {}, niter=args.niter, nredo=args.nredo)
@@ -265,24 +343,29 @@ def rehearsal_cfg(args, work_dir: str, resume: str = None):
     _replace_backbones(cfg.model, seen)
     if not seen:
         raise ValueError('The model config has no backbone to stand in for.')
+    seen = sorted(set(seen))
     loader = cfg.train_dataloader
     batch = args.batch_size or loader['batch_size']
-    pipeline = _scale_crops(_strip_loading(loader.dataset['pipeline']),
-                            args.crop_scale)
+    pipeline = _scale_crops(
+        _strip_loading(loader.dataset['pipeline']), args.crop_scale)
     real_type = str(loader.dataset.get('type', ''))
     cfg.train_dataloader = dict(
         batch_size=batch,
         num_workers=0,
         persistent_workers=False,
         drop_last=loader.get('drop_last', True),
-        sampler=dict(type='RehearsalSampler', steps=args.steps,
-                     batch_size=batch, shuffle=True),
+        sampler=dict(
+            type='RehearsalSampler',
+            steps=args.steps,
+            batch_size=batch,
+            shuffle=True),
         collate_fn=dict(type='default_collate'),
-        dataset=dict(type='RehearsalDataset', num_images=args.images,
-                     pipeline=pipeline))
+        dataset=dict(
+            type='RehearsalDataset', num_images=args.images,
+            pipeline=pipeline))
     # the warm-up epoch, then clusterings at epochs 1, 1 + interval, ...
-    cfg.train_cfg = dict(type='EpochBasedTrainLoop',
-                         max_epochs=2 + 2 * interval)
+    cfg.train_cfg = dict(
+        type='EpochBasedTrainLoop', max_epochs=2 + 2 * interval)
     if resume is None:  # stop after the second clustering's epoch
         cfg.train_cfg['max_epochs'] = 2 + interval
     optim = cfg.optim_wrapper
@@ -303,8 +386,12 @@ def rehearsal_cfg(args, work_dir: str, resume: str = None):
     cfg.pop('val_evaluator', None)
     cfg.resume = resume is not None
     cfg.load_from = resume
-    meta = dict(batch=batch, interval=interval, stand_in_for=seen,
-                real_dataset=real_type)
+    meta = dict(
+        batch=batch,
+        interval=interval,
+        stand_in_for=seen,
+        real_dataset=real_type,
+        feature_source=proto.get('feature_source', 'extract'))
     return cfg, meta
 
 
@@ -322,8 +409,13 @@ class Meter:
     def record(self, phase):
         return self.phases.setdefault(
             phase,
-            dict(wall=0.0, collective_s=0.0, longest_wait_s=0.0, calls={},
-                 bytes={}, peak_rss_mb=0.0))
+            dict(
+                wall=0.0,
+                collective_s=0.0,
+                longest_wait_s=0.0,
+                calls={},
+                bytes={},
+                peak_rss_mb=0.0))
 
     def switch(self, phase):
         now = time.perf_counter()
@@ -418,8 +510,9 @@ def make_phase_hook(meter, cluster_offset):
 
         def before_run(self, runner):
             instrument_ddp(runner, meter)
-            proto = next(h for h in runner.hooks
-                         if type(h).__name__ == 'HierarchicalPrototypeHook')
+            proto = next(
+                h for h in runner.hooks
+                if type(h).__name__ == 'HierarchicalPrototypeHook')
             count = [cluster_offset]
             cluster, log = proto.cluster, proto.log_clustering
 
@@ -478,21 +571,27 @@ def make_phase_hook(meter, cluster_offset):
 
 # ------------------------------------------------------------------- ranks
 def run_rank(rank, args, port, work_dir, resume, out):
-    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port),
-                      RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE=str(args.world_size))
+    os.environ.update(
+        MASTER_ADDR='127.0.0.1',
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(args.world_size))
     import torch
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // args.world_size))
     meter = Meter()
     instrument_collectives(meter)
-    import hirl_mm  # noqa: F401  (registers the project's modules)
     from mmengine.runner import Runner
 
+    import hirl_mm  # noqa: F401  (registers the project's modules)
     from hirl_mm.utils import finish_distributed, setup_cpu_distributed
     register_stand_ins()
+    stand_in_sync_bn()
     cfg, meta = rehearsal_cfg(args, work_dir, resume)
     setup_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg)
+    if any(isinstance(m, STAND_INS['SyncBN']) for m in runner.model.modules()):
+        meta['stand_in_for'].append('SyncBN')
     runner.register_hook(make_phase_hook(meter, 2 if resume else 0))
     error = None
     try:
@@ -505,13 +604,23 @@ def run_rank(rank, args, port, work_dir, resume, out):
     meter.phases.pop('end', None)
     trainable = sum(p.numel() * p.element_size()
                     for p in runner.model.parameters() if p.requires_grad)
-    result = dict(rank=rank, phases=meter.phases, train_steps=meter.steps,
-                  dim=meter.dim,
-                  error=error, trainable_bytes=trainable, meta=meta,
-                  timeout=_timeout(cfg))
+    result = dict(
+        rank=rank,
+        phases=meter.phases,
+        train_steps=meter.steps,
+        dim=meter.dim,
+        error=error,
+        trainable_bytes=trainable,
+        meta=meta,
+        timeout=_timeout(cfg))
     with open(out.format(rank=rank), 'w') as f:
         json.dump(result, f)
     finish_distributed()
+    # no interpreter teardown: gloo threads' C++ destructors there abort
+    # now and then, which mp.spawn would report as a failed rank
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _timeout(cfg):
@@ -531,10 +640,14 @@ def launch(args, work_dir, resume, tag):
     # one share of the cores per rank (OpenMP oversubscription is slow)
     os.environ['OMP_NUM_THREADS'] = str(
         max(1, (os.cpu_count() or 1) // args.world_size))
-    mp.spawn(run_rank, args=(args, _free_port(), work_dir, resume, out),
-             nprocs=args.world_size, join=True)
-    return [json.load(open(out.format(rank=r)))
-            for r in range(args.world_size)]
+    mp.spawn(
+        run_rank,
+        args=(args, _free_port(), work_dir, resume, out),
+        nprocs=args.world_size,
+        join=True)
+    return [
+        json.load(open(out.format(rank=r))) for r in range(args.world_size)
+    ]
 
 
 # --------------------------------------------------------------- projection
@@ -560,16 +673,18 @@ def time_diagnostics(num_clusters, sizes, num_classes=1000):
     rng = np.random.RandomState(0)
     for num in sizes:
         assign = [rng.randint(0, num_clusters[0], num)]
-        parents = [rng.randint(0, k, num_clusters[lvl])
-                   for lvl, k in enumerate(num_clusters[1:])]
+        parents = [
+            rng.randint(0, k, num_clusters[lvl])
+            for lvl, k in enumerate(num_clusters[1:])
+        ]
         for parent in parents:
             assign.append(parent[assign[-1]])
         clustering = HierarchicalClustering(
             assignments=assign[0],
             centroids=[np.zeros((k, 1), np.float32) for k in num_clusters],
             parents=parents,
-            distances=[rng.rand(num)] + [rng.rand(k) for k in
-                                          num_clusters[1:]])
+            distances=[rng.rand(num)] +
+            [rng.rand(k) for k in num_clusters[1:]])
         hook = HierarchicalPrototypeHook()
         hook.labels = dict(fine=np.arange(num) % num_classes)
         previous = rng.randint(0, num_clusters[0], num)
@@ -580,9 +695,14 @@ def time_diagnostics(num_clusters, sizes, num_classes=1000):
 
 
 def summarise(args, first, second, work_dir):
-    ranks = [dict(r0, phases=dict(r0['phases'], **{
-        f'{k}*': v for k, v in r1['phases'].items()}))
-        for r0, r1 in zip(first, second)]
+    ranks = [
+        dict(
+            r0,
+            phases=dict(r0['phases'], **{
+                f'{k}*': v
+                for k, v in r1['phases'].items()
+            })) for r0, r1 in zip(first, second)
+    ]
     meta, timeout = first[0]['meta'], first[0]['timeout']
     errors = [r['error'] for r in first + second if r['error']]
     num_clusters = args.num_clusters
@@ -592,8 +712,7 @@ def summarise(args, first, second, work_dir):
         meta['real_dataset'].split('.')[-1], args.images)
     name = osp.basename(args.config)
     match = re.search(r'_(\d+)xb(\d+)', name)
-    real_world = args.real_world_size or (int(match.group(1)) if match
-                                          else 8)
+    real_world = args.real_world_size or (int(match.group(1)) if match else 8)
     limit = args.max_wait_fraction * timeout
     failures = [f'a rank failed:\n{e}' for e in errors[:1]]
 
@@ -610,35 +729,42 @@ def summarise(args, first, second, work_dir):
             moved[key] += nbytes
     per_step = {k: v / steps for k, v in moved.items()}
     broadcast_step = per_step['buffer_broadcast'] + sum(
-        rec['bytes'].get('broadcast', 0) for p, rec in
-        ranks[0]['phases'].items() if p.rstrip('*') == 'train') / steps
-    extra_step = per_step['buffer_broadcast'] + per_step['other']
+        rec['bytes'].get('broadcast', 0)
+        for p, rec in ranks[0]['phases'].items()
+        if p.rstrip('*') == 'train') / steps
+    extra_step = per_step['buffer_broadcast'] + per_step['broadcast'] + \
+        per_step['other']
     extra_limit = MiB + 8 * 1024 * batch * world
     if broadcast_step > MiB:
-        failures.append(f'a training step broadcasts {broadcast_step / MiB:.1f}'
-                        ' MiB (limit 1 MiB)')
+        failures.append(
+            f'a training step broadcasts {broadcast_step / MiB:.1f}'
+            ' MiB (limit 1 MiB)')
     if extra_step > extra_limit:
         failures.append(f'a training step moves {extra_step / MiB:.1f} MiB '
                         f'beyond the gradients (limit {extra_limit / MiB:.1f}'
                         ' MiB)')
 
     # rank-0-only work, measured and projected
-    diag = [rec['wall'] for p, rec in ranks[0]['phases'].items()
-            if p.rstrip('*') == 'diagnostics']
+    diag = [
+        rec['wall'] for p, rec in ranks[0]['phases'].items()
+        if p.rstrip('*') == 'diagnostics'
+    ]
     sizes = [args.images, 4 * args.images]
     t_small, t_large = time_diagnostics(num_clusters, sizes)
     slope = max(0.0, (t_large - t_small) / (sizes[1] - sizes[0]))
     diag_real = t_large + slope * (real_images - sizes[1])
-    ckpt = sorted(
-        (f for f in os.listdir(work_dir) if f.endswith('.pth')),
-        key=lambda f: osp.getmtime(osp.join(work_dir, f)))
+    ckpt = sorted((f for f in os.listdir(work_dir) if f.endswith('.pth')),
+                  key=lambda f: osp.getmtime(osp.join(work_dir, f)))
     ckpt_bytes = osp.getsize(osp.join(work_dir, ckpt[-1])) if ckpt else 0
-    ckpt_s = [rec['wall'] for p, rec in ranks[0]['phases'].items()
-              if p.rstrip('*') == 'checkpoint']
+    ckpt_s = [
+        rec['wall'] for p, rec in ranks[0]['phases'].items()
+        if p.rstrip('*') == 'checkpoint'
+    ]
     ckpt_rate = ckpt_bytes / max(max(ckpt_s, default=0), 1e-6)
-    # per image: its level-0 id in the tree (int64), plus a bank row when
-    # the bank is checkpointed
-    ckpt_real = ckpt_bytes + 8 * (real_images - args.images)
+    # per image: its level-0 id in the tree (int64), plus a bank row and
+    # its id when the bank is checkpointed
+    per_image = 8 + (4 * dim + 8) * (meta['feature_source'] == 'memory_bank')
+    ckpt_real = ckpt_bytes + per_image * (real_images - args.images)
     ckpt_real_s = ckpt_real / max(ckpt_rate, 1.0)
     solo = dict(diagnostics=diag_real)
     if ckpt_bytes:
@@ -660,26 +786,37 @@ def summarise(args, first, second, work_dir):
     for phase, rec in ranks[0]['phases'].items():
         stats = rec.get('kmeans_stats') or {}
         if stats.get('seconds') and stats.get('iterations'):
-            kmeans[phase] = stats['seconds'][0] / max(
-                1, stats['iterations'][0])
+            kmeans[phase] = stats['seconds'][0] / max(1,
+                                                      stats['iterations'][0])
     per_iter = min(kmeans.values()) if kmeans else float('nan')
     local, real_local = args.images / world, real_images / real_world
     flop_real = 2 * real_local * num_clusters[0] * dim
     report = dict(
-        config=args.config, world_size=world, images=args.images,
-        num_clusters=num_clusters, dim=dim, batch_per_rank=batch,
-        stand_in_for=meta['stand_in_for'], timeout_s=timeout,
-        real_images=real_images, real_world_size=real_world,
-        per_step_bytes=per_step, broadcast_per_step=broadcast_step,
+        config=args.config,
+        world_size=world,
+        images=args.images,
+        num_clusters=num_clusters,
+        dim=dim,
+        batch_per_rank=batch,
+        stand_in_for=meta['stand_in_for'],
+        timeout_s=timeout,
+        real_images=real_images,
+        real_world_size=real_world,
+        per_step_bytes=per_step,
+        broadcast_per_step=broadcast_step,
         ddp_post_forward_ms_per_step=1e3 * post_forward / steps,
-        diagnostics_s=diag, diagnostics_projected_s=diag_real,
+        diagnostics_s=diag,
+        diagnostics_projected_s=diag_real,
         diagnostics_timed=dict(zip(map(str, sizes), (t_small, t_large))),
-        checkpoint_bytes=ckpt_bytes, checkpoint_s=ckpt_s,
-        checkpoint_projected_s=ckpt_real_s, longest_wait_s=longest,
+        checkpoint_bytes=ckpt_bytes,
+        checkpoint_s=ckpt_s,
+        checkpoint_projected_s=ckpt_real_s,
+        longest_wait_s=longest,
         kmeans_level0_s_per_iter=per_iter,
         kmeans_level0_projected_s_per_iter=per_iter * real_local / local,
         kmeans_level0_gflop_per_iter_per_rank=flop_real / 1e9,
-        ranks=ranks, failures=failures)
+        ranks=ranks,
+        failures=failures)
     return report
 
 
@@ -703,8 +840,8 @@ def print_report(report):
           f"{step['gradients'] / MiB:.2f} MiB, DDP buffer broadcast "
           f"{step['buffer_broadcast'] / MiB:.3f} MiB, other collectives "
           f"{step['other'] / MiB:.3f} MiB; DDP after-forward "
-          f"(find_unused_parameters) {report['ddp_post_forward_ms_per_step']:.2f}"
-          ' ms')
+          '(find_unused_parameters) '
+          f"{report['ddp_post_forward_ms_per_step']:.2f} ms")
     print(f"Rank 0 alone after a clustering (diagnostics): "
           f"{', '.join(f'{s:.2f}' for s in report['diagnostics_s'])} s here; "
           f"projected to {report['real_images']} images: "
@@ -716,8 +853,9 @@ def print_report(report):
           f"Lloyd iteration per rank here; at {report['real_images']} images "
           f"on {report['real_world_size']} ranks "
           f"{report['kmeans_level0_gflop_per_iter_per_rank']:.0f} GFLOP per "
-          f"iteration per rank ({report['kmeans_level0_projected_s_per_iter']:.0f}"
-          ' s at this CPU\'s rate)')
+          'iteration per rank '
+          f"({report['kmeans_level0_projected_s_per_iter']:.0f} s at this "
+          "CPU's rate)")
     print(f"Process group timeout {report['timeout_s']} s; longest wait in "
           f"one collective {report['longest_wait_s']:.2f} s")
     if report['failures']:
@@ -745,8 +883,7 @@ def main(argv=None):
     first = launch(args, work_dir, None, 'run')
     ckpt = osp.join(work_dir, f"epoch_{cfg.train_cfg['max_epochs']}.pth")
     if any(r['error'] for r in first) or not osp.exists(ckpt):
-        second = [dict(r, phases={}, train_steps=0, error=None)
-                  for r in first]
+        second = [dict(r, phases={}, train_steps=0, error=None) for r in first]
     else:
         second = launch(args, work_dir, ckpt, 'resume')
     report = summarise(args, first, second, work_dir)

@@ -8,3 +8,6 @@ custom_hooks = [
          pipeline=_base_.feat_pipeline, batch_size=256)
 ]
 auto_scale_lr = dict(base_batch_size=64)
+
+# resumes inside an epoch too, from an iteration checkpoint
+train_cfg = dict(type='ResumableEpochBasedTrainLoop')

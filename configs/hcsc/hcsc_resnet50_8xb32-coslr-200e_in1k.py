@@ -18,3 +18,6 @@ default_hooks = dict(
 # A rank waits at most 30 minutes in a collective (NCCL's default: 10);
 # see docs/benchmarks.md, dress rehearsal.
 env_cfg = dict(dist_cfg=dict(backend='nccl', timeout=1800))
+
+# resumes inside an epoch too, from an iteration checkpoint
+train_cfg = dict(type='ResumableEpochBasedTrainLoop')

@@ -23,3 +23,6 @@ model_wrapper_cfg = dict(
     type='MMDistributedDataParallel',
     find_unused_parameters=True,
     broadcast_buffers=False)
+
+# resumes inside an epoch too, from an iteration checkpoint
+train_cfg = dict(type='ResumableEpochBasedTrainLoop')

@@ -15,3 +15,6 @@ model = dict(
     neck=dict(type='HIRLNeck', in_channels=256, num_layers=2),
     head=dict(type='SPDHead', num_neg_path=100))
 custom_hooks = [dict(type='HierarchicalPrototypeHook', warmup_epochs=40)]
+
+# resumes inside an epoch too, from an iteration checkpoint
+train_cfg = dict(type='ResumableEpochBasedTrainLoop')

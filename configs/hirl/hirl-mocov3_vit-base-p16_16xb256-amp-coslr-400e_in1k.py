@@ -22,7 +22,8 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', T_max=max_epochs - 40, by_epoch=True,
          begin=40, end=max_epochs, convert_to_iter_based=True)
 ]
-train_cfg = dict(max_epochs=max_epochs)
+# resumes inside an epoch too, from an iteration checkpoint
+train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=max_epochs)
 custom_hooks = [dict(type='HierarchicalPrototypeHook', warmup_epochs=40)]
 default_hooks = dict(
     finite_loss=dict(type='FiniteLossCheckHook'),

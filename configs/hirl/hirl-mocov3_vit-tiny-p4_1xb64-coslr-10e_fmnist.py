@@ -24,3 +24,6 @@ model_wrapper_cfg = dict(
     find_unused_parameters=True,
     broadcast_buffers=False)
 auto_scale_lr = dict(base_batch_size=64)
+
+# resumes inside an epoch too, from an iteration checkpoint
+train_cfg = dict(type='ResumableEpochBasedTrainLoop')

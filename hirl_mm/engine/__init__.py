@@ -5,10 +5,12 @@ from .hooks import (FiniteLossCheckHook, HierarchicalPrototypeHook,
 from .optimizers import (PerParameterClipAmpOptimWrapper,
                          PerParameterClipOptimWrapper,
                          clip_grad_norm_per_parameter_)
+from .runner import ResumableEpochBasedTrainLoop
 
 __all__ = [
     'FiniteLossCheckHook', 'HierarchicalPrototypeHook', 'RNGStateHook',
     'SSPRLHook', 'PerParameterClipOptimWrapper',
     'PerParameterClipAmpOptimWrapper', 'clip_grad_norm_per_parameter_',
-    'extract_backbone_features', 'extract_feature_shard', 'extract_features'
+    'extract_backbone_features', 'extract_feature_shard', 'extract_features',
+    'ResumableEpochBasedTrainLoop'
 ]

@@ -22,6 +22,7 @@ from hirl_mm.models.utils import (HierarchicalPrototypeMixin,
 from hirl_mm.utils import broadcast_buffers
 from hirl_mm.utils.rank_errors import errors_on_all_ranks
 from ..feature_extractor import extract_feature_shard
+from .rng_state_hook import saves_iter_checkpoint
 
 DEFAULT_PIPELINE = [
     dict(type='LoadImageFromFile'),
@@ -48,6 +49,14 @@ def _saves_epoch_checkpoint(runner: Runner) -> bool:
                                 getattr(hook, 'save_begin', 0)) or
             (hook.save_last and hook.is_last_train_epoch(runner)))
         for hook in runner.hooks)
+
+
+def _resumed_inside_epoch(runner: Runner) -> bool:
+    """Whether the train loop resumed inside this epoch and skips the
+    batches trained before (:class:`ResumableEpochBasedTrainLoop`), so the
+    epoch goes on with what the checkpoint holds of it."""
+    loop = getattr(runner, 'train_loop', None)
+    return getattr(loop, 'resumed_batches', 0) > 0
 
 
 @contextmanager
@@ -154,7 +163,11 @@ class HierarchicalPrototypeHook(Hook):
       ImageNet's 1.28M images x 128, MoCo v2), plus N int64 ids; on resume
       every rank loads the checkpoint and keeps its own rows. A run resumed
       on another number of ranks, or with another data set, re-embeds
-      (``'extract'``) for that clustering, with a log line.
+      (``'extract'``) for that clustering, with a log line. An iteration
+      checkpoint (``CheckpointHook(by_epoch=False)``) saved in a recording
+      epoch holds the rows recorded so far, gathered alike: resumed with
+      :class:`ResumableEpochBasedTrainLoop`, the epoch goes on recording
+      from them.
 
     ``load_from`` (fine-tuning from a checkpoint, not ``--resume``) resets
     the checkpoint's prototypes: they belong to another run and maybe to
@@ -285,9 +298,29 @@ class HierarchicalPrototypeHook(Hook):
         bank = model.memory_bank
         self._bank_to_save = None
         if bank is not None:
-            bank.reset()
+            # resumed inside the epoch, the bank holds the rows the
+            # checkpoint carried, recorded in its first batches
+            if not _resumed_inside_epoch(runner):
+                bank.reset()
             # record the epoch before each clustering only
             bank.recording = self.is_clustering_epoch(epoch + 1)
+
+    def after_train_iter(self,
+                         runner: Runner,
+                         batch_idx: int,
+                         data_batch=None,
+                         outputs=None) -> None:
+        # as in after_train_epoch: an iteration checkpoint of a recording
+        # epoch carries the rows recorded so far, for a resume inside it
+        bank = _ori_model(runner.model).memory_bank
+        if bank is None or not bank.recording or \
+                not saves_iter_checkpoint(runner):
+            return
+        state = bank.gather_state(dst=0)
+        if state is not None:
+            # the meta of the checkpoint saved next: mmengine counts the
+            # iteration after its hooks ran
+            self._bank_to_save = ((runner.epoch, runner.iter + 1), state)
 
     def after_train_epoch(self, runner: Runner) -> None:
         # Runner.save_checkpoint runs on rank 0 alone, hence so does
@@ -319,6 +352,8 @@ class HierarchicalPrototypeHook(Hook):
         """Give this rank its rows of a resumed checkpoint's bank."""
         saved_world = len(state['rows_per_rank'])
         saved_images = int(state['num_samples'])
+        # a bank of the epoch resumed inside feeds the next one's clustering
+        epoch = runner.epoch + int(_resumed_inside_epoch(runner))
         if saved_world != get_world_size() or \
                 saved_images != bank.num_samples:
             runner.logger.info(
@@ -326,14 +361,14 @@ class HierarchicalPrototypeHook(Hook):
                 f'{saved_world} ranks from {saved_images} images; this run '
                 f'has {get_world_size()} ranks and {bank.num_samples} '
                 'images: the clustering of epoch '
-                f'{runner.epoch} re-embeds the training set (\'extract\').')
+                f'{epoch} re-embeds the training set (\'extract\').')
             return
         # the device the model records from (mmengine's training device)
         bank.load_state(state, device=get_device())
         runner.logger.info(
             f'Resumed the memory bank: {int(sum(state["rows_per_rank"]))} '
             f'rows of {saved_images} images on {saved_world} ranks, for the '
-            f'clustering of epoch {runner.epoch}.')
+            f'clustering of epoch {epoch}.')
 
     def cluster(self, runner: Runner, model: HierarchicalPrototypeMixin,
                 epoch: int) -> HierarchicalClustering:
@@ -380,8 +415,9 @@ class HierarchicalPrototypeHook(Hook):
         feats, sample_idx, missing = bank.shard()
         if len(missing) == bank.num_samples:
             runner.logger.info(
-                'The memory bank is empty (a resumed run, no epoch recorded '
-                'yet, or a model whose loss does not call record_proto_feat)'
+                'The memory bank is empty (no epoch recorded yet, a run '
+                'resumed from a checkpoint without the bank, or a model '
+                'whose loss does not call record_proto_feat)'
                 ": re-embedding the training set ('extract') for this "
                 'clustering.')
             return self.extract(model)

@@ -1,12 +1,13 @@
 import logging
 import pickle
 import random
-from typing import List, Optional
+from contextlib import contextmanager
+from typing import Iterator, List, Optional
 
 import numpy as np
 import torch
 from mmengine.dist import all_gather, get_comm_device, get_rank, get_world_size
-from mmengine.hooks import Hook
+from mmengine.hooks import CheckpointHook, Hook
 from mmengine.logging import print_log
 from mmpretrain.registry import HOOKS
 
@@ -20,6 +21,39 @@ def _rng_state() -> dict:
     if torch.cuda.is_available():
         state['cuda'] = torch.cuda.get_rng_state_all()
     return state
+
+
+def _set_rng_state(state: dict) -> None:
+    """Put this process's generators back as :func:`_rng_state` saw them."""
+    random.setstate(state['python'])
+    np.random.set_state(state['numpy'])
+    # a resumed checkpoint is mapped to the training device, while the
+    # generators take CPU byte tensors (seen on a GPU under NCCL)
+    torch.set_rng_state(state['torch'].cpu())
+    if 'cuda' in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state['cuda']])
+
+
+@contextmanager
+def random_states_kept() -> Iterator[None]:
+    """Leave this process's python, numpy, torch and CUDA generators as
+    they were, whatever the block draws."""
+    state = _rng_state()
+    try:
+        yield
+    finally:
+        _set_rng_state(state)
+
+
+def saves_iter_checkpoint(runner) -> bool:
+    """Whether a ``CheckpointHook(by_epoch=False)`` saves at the end of this
+    iteration (in its ``after_train_iter``)."""
+    return any(
+        isinstance(hook, CheckpointHook) and not hook.by_epoch and (
+            hook.every_n_train_iters(runner, hook.interval,
+                                     getattr(hook, 'save_begin', 0)) or
+            (hook.save_last and hook.is_last_train_iter(runner)))
+        for hook in runner.hooks)
 
 
 def _all_gather_states(state: dict) -> List[dict]:
@@ -51,22 +85,22 @@ class RNGStateHook(Hook):
     batch) after a resume differ from those of an uninterrupted run. With
     the python, numpy, torch and CUDA states of every rank in the
     checkpoint, ``--resume`` continues bit-exactly: rank r restores rank
-    r's states. They are applied after every other hook's ``before_train``
-    (some draw random numbers there), i.e. where the uninterrupted run
-    stood after saving.
+    r's states. They are applied in ``before_train``, after the hooks that
+    draw random numbers there (the prototype hook builds a sampler, which
+    draws its seed), i.e. where the uninterrupted run stood after saving.
 
     mmengine writes a checkpoint on rank 0 alone (``Runner.save_checkpoint``
     is ``master_only``, so ``before_save_checkpoint`` runs there only).
-    Hence at the end of each training epoch (``after_train_iter`` of its
-    last iteration, which every rank runs before any ``after_train_epoch``,
-    so before ``CheckpointHook`` saves) the ranks' states are gathered (a
-    few KB each, through the communication device), and rank 0 writes them
-    as ``rng_state_per_rank``, next to its own states of the moment as
-    ``rng_state`` (the one state earlier versions wrote). An
-    iteration checkpoint (``CheckpointHook(by_epoch=False)``) is saved in
-    an ``after_train_iter`` that runs before this hook's: it carries rank
-    0's states only (mmengine's ``EpochBasedTrainLoop`` restarts its epoch
-    anyway).
+    Hence in ``after_train_iter`` the ranks' states are gathered (a few KB
+    each, through the communication device) at the last iteration of each
+    epoch, before any ``after_train_epoch`` (where an epoch checkpoint is
+    saved), and at each iteration where a ``CheckpointHook(by_epoch=False)``
+    saves, before it saves (its priority, ``VERY_LOW``, is below this
+    hook's). Rank 0 writes them as ``rng_state_per_rank``, next to its own
+    states of the moment as ``rng_state`` (the one state earlier versions
+    wrote). A run resumed from an iteration checkpoint continues exactly
+    with :class:`ResumableEpochBasedTrainLoop` (mmengine's
+    ``EpochBasedTrainLoop`` trains that epoch again from its first batch).
 
     Resuming from a checkpoint with rank 0's states only gives them to every
     rank (as earlier versions did), with a warning. Resuming on more ranks
@@ -74,26 +108,34 @@ class RNGStateHook(Hook):
     the others with this run's seed, with a warning.
     """
 
-    priority = 'LOWEST'
+    # before CheckpointHook (VERY_LOW) in after_train_iter, after the
+    # hooks that draw random numbers in before_train
+    priority = 'LOW'
 
     def __init__(self) -> None:
         self._loaded = None
-        self._gathered = None  # ((epoch, iter) of the checkpoint, states)
+        # ([(epoch, iter) of the checkpoints it is for], states)
+        self._gathered = None
 
     def after_train_iter(self,
                          runner,
                          batch_idx: int,
                          data_batch=None,
                          outputs=None) -> None:
-        if get_world_size() == 1 or \
-                not self.end_of_epoch(runner.train_dataloader, batch_idx):
+        if get_world_size() == 1:
+            return
+        # the metas of the checkpoints saved next: mmengine counts this
+        # iteration, and the epoch at its end, after the hooks ran
+        keys = []
+        if self.end_of_epoch(runner.train_dataloader, batch_idx):
+            keys.append((runner.epoch + 1, runner.iter + 1))
+        if saves_iter_checkpoint(runner):
+            keys.append((runner.epoch, runner.iter + 1))
+        if not keys:
             return
         states = _all_gather_states(_rng_state())
         if get_rank() == 0:  # which writes the checkpoints
-            # the meta of the epoch checkpoint saved next (mmengine counts
-            # this iteration and the epoch after the hooks ran)
-            key = (runner.epoch + 1, runner.iter + 1)
-            self._gathered = (key, states)
+            self._gathered = (keys, states)
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         state = _rng_state()
@@ -103,7 +145,7 @@ class RNGStateHook(Hook):
             return
         meta = checkpoint.get('meta', {})
         if self._gathered is not None and \
-                self._gathered[0] == (meta.get('epoch'), meta.get('iter')):
+                (meta.get('epoch'), meta.get('iter')) in self._gathered[0]:
             checkpoint['rng_state_per_rank'] = [state] + self._gathered[1][1:]
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
@@ -117,8 +159,8 @@ class RNGStateHook(Hook):
             if self._loaded is not None and world > 1:
                 print_log(
                     'The checkpoint holds the random states of rank 0 only '
-                    '(an iteration checkpoint, or one written before '
-                    'per-rank states): every rank restores them, so the '
+                    '(one written before per-rank states): every rank '
+                    'restores them, so the '
                     'ranks other than 0 draw other random numbers than an '
                     'uninterrupted run would.',
                     logger='current',
@@ -136,12 +178,5 @@ class RNGStateHook(Hook):
 
     def before_train(self, runner) -> None:
         state, self._loaded = self._loaded, None
-        if state is None:
-            return
-        random.setstate(state['python'])
-        np.random.set_state(state['numpy'])
-        # a resumed checkpoint is mapped to the training device, while the
-        # generators take CPU byte tensors (seen on a GPU under NCCL)
-        torch.set_rng_state(state['torch'].cpu())
-        if 'cuda' in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in state['cuda']])
+        if state is not None:
+            _set_rng_state(state)

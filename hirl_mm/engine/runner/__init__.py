@@ -1,0 +1,3 @@
+from .epoch_based_loop import ResumableEpochBasedTrainLoop
+
+__all__ = ['ResumableEpochBasedTrainLoop']
