@@ -55,6 +55,8 @@ def test_the_rehearsal_keeps_what_it_rehearses(name, tmp_path):
     ][0]
     assert hook.get('feature_source') == real_hook.get('feature_source')
     assert hook['kmeans_cfg']['niter'] == 1
+    assert cfg.train_cfg['type'] == meta['loop'] == \
+        'ResumableEpochBasedTrainLoop'
 
 
 def test_crops_are_scaled_in_nested_views():

@@ -364,8 +364,8 @@ def rehearsal_cfg(args, work_dir: str, resume: str = None):
             type='RehearsalDataset', num_images=args.images,
             pipeline=pipeline))
     # the warm-up epoch, then clusterings at epochs 1, 1 + interval, ...
-    cfg.train_cfg = dict(
-        type='EpochBasedTrainLoop', max_epochs=2 + 2 * interval)
+    loop = cfg.train_cfg.get('type', 'EpochBasedTrainLoop')  # the config's
+    cfg.train_cfg = dict(type=loop, max_epochs=2 + 2 * interval)
     if resume is None:  # stop after the second clustering's epoch
         cfg.train_cfg['max_epochs'] = 2 + interval
     optim = cfg.optim_wrapper
@@ -387,6 +387,7 @@ def rehearsal_cfg(args, work_dir: str, resume: str = None):
     cfg.resume = resume is not None
     cfg.load_from = resume
     meta = dict(
+        loop=loop,
         batch=batch,
         interval=interval,
         stand_in_for=seen,
