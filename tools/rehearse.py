@@ -91,7 +91,10 @@ def parse_args(argv=None):
     parser.add_argument(
         '--steps', type=int, default=2, help='training steps per epoch')
     parser.add_argument(
-        '--batch-size', type=int, help="per rank; default: the config's")
+        '--batch-size',
+        type=int,
+        help="training images a step per rank (not the re-embedding's); "
+        "default: the config's")
     parser.add_argument('--niter', type=int, default=1)
     parser.add_argument('--nredo', type=int, default=1)
     parser.add_argument('--crop-scale', type=float, default=0.125)
@@ -346,6 +349,8 @@ def rehearsal_cfg(args, work_dir: str, resume: str = None):
     seen = sorted(set(seen))
     loader = cfg.train_dataloader
     batch = args.batch_size or loader['batch_size']
+    # --batch-size cuts the training steps' batch, not the re-embedding's
+    proto.setdefault('batch_size', loader['batch_size'])
     pipeline = _scale_crops(
         _strip_loading(loader.dataset['pipeline']), args.crop_scale)
     real_type = str(loader.dataset.get('type', ''))
