@@ -311,30 +311,28 @@ class HierarchicalPrototypeHook(Hook):
                          data_batch=None,
                          outputs=None) -> None:
         # as in after_train_epoch: an iteration checkpoint of a recording
-        # epoch carries the rows recorded so far, for a resume inside it
-        bank = _ori_model(runner.model).memory_bank
-        if bank is None or not bank.recording or \
-                not saves_iter_checkpoint(runner):
-            return
-        state = bank.gather_state(dst=0)
-        if state is not None:
-            # the meta of the checkpoint saved next: mmengine counts the
-            # iteration after its hooks ran
-            self._bank_to_save = ((runner.epoch, runner.iter + 1), state)
+        # epoch carries the rows recorded so far, for a resume inside it;
+        # mmengine counts the iteration after its hooks ran
+        self._gather_bank(runner, saves_iter_checkpoint,
+                          (runner.epoch, runner.iter + 1))
 
     def after_train_epoch(self, runner: Runner) -> None:
         # Runner.save_checkpoint runs on rank 0 alone, hence so does
         # before_save_checkpoint: the ranks' rows are gathered here, on
-        # every rank, before CheckpointHook (lower priority) saves
+        # every rank, before CheckpointHook (lower priority) saves;
+        # mmengine counts the epoch after its hooks ran
+        self._gather_bank(runner, _saves_epoch_checkpoint,
+                          (runner.epoch + 1, runner.iter))
+
+    def _gather_bank(self, runner: Runner, saves_now, meta: tuple) -> None:
+        """Gather the recording bank's rows to rank 0 (a collective) when
+        ``saves_now(runner)``, for the checkpoint of ``(epoch, iter)``."""
         bank = _ori_model(runner.model).memory_bank
-        if bank is None or not bank.recording or \
-                not _saves_epoch_checkpoint(runner):
+        if bank is None or not bank.recording or not saves_now(runner):
             return
         state = bank.gather_state(dst=0)
         if state is not None:
-            # the meta of the checkpoint saved next: mmengine counts the
-            # epoch after its hooks ran
-            self._bank_to_save = ((runner.epoch + 1, runner.iter), state)
+            self._bank_to_save = (meta, state)
 
     def before_save_checkpoint(self, runner: Runner, checkpoint: dict) -> None:
         meta = checkpoint.get('meta', {})
