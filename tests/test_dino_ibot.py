@@ -411,10 +411,11 @@ def test_reference_configs():
 
 def test_weight_decay_schedule_of_embedded_config():
     from mmengine.optim import build_optim_wrapper
-    from mmengine.registry import PARAM_SCHEDULERS
+    from mmengine.registry import PARAM_SCHEDULERS, DefaultScope
     cfg = Config.fromfile(EMBEDDED['dino'])
     model = build('dino')
-    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     sched = dict(
         [
             s for s in cfg.param_scheduler

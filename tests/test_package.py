@@ -130,7 +130,9 @@ _REGISTERED = {
                 in_channels=512,
                 hid_channels=8,
                 out_channels=8),
-            loss=dict(type='SwAVLoss', feat_dim=8, num_prototypes=4)),
+            loss=dict(type='GlobalSwAVLoss', feat_dim=8, num_prototypes=4)),
+        'GlobalSwAVLoss':
+        dict(feat_dim=8, num_prototypes=4),
     },
     'HOOKS': {
         'HierarchicalPrototypeHook': dict(),
@@ -172,6 +174,9 @@ def test_every_registered_name_is_listed_here():
             expected |= set(_BUILT_ELSEWHERE)
         assert set(_own_names(getattr(reg, kind))) == expected, kind
     assert set(_own_names(reg.DATASETS)) == set(_DATASETS)
+    # built with an optimizer in tests/test_hirl_recipes.py
+    assert _own_names(
+        reg.PARAM_SCHEDULERS) == ['PartialCosineAnnealingParamScheduler']
 
 
 @pytest.mark.parametrize('kind,name', [(k, n)

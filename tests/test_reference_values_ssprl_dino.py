@@ -60,7 +60,7 @@ def patch_head():
             out_channels=D,
             norm_cfg=dict(type='BN1d')),
         loss=dict(
-            type='SwAVLoss',
+            type='GlobalSwAVLoss',
             feat_dim=D,
             epsilon=0.05,
             temperature=T,
@@ -92,7 +92,7 @@ def test_ssprl_local_term_with_a_full_patch_queue():
 def test_ssprl_global_codes_and_cross_scale_term():
     lm = MODELS.build(
         dict(
-            type='SwAVLoss',
+            type='GlobalSwAVLoss',
             feat_dim=D,
             epsilon=0.05,
             temperature=T,

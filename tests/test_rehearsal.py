@@ -13,7 +13,8 @@ rehearse = load_tool('tools/rehearse.py')
 FLAGSHIPS = {
     'hirl_simsiam_r50.py': 2048,
     'hirl_mocov2_r50.py': 128,
-    'hirl/hirl-swav_resnet50_8xb32-mcrop-2-6-coslr-200e_in1k-224-96.py': 128,
+    'hirl/hirl-swav_resnet50_32xb128-amp-mcrop-2-6-coslr-200e_in1k-224-96.py':
+    128,
     'hirl/hirl-mocov3_vit-base-p16_16xb256-amp-coslr-400e_in1k.py': 256,
     'hirl/hirl-dino_vit-base-p16_8xb128-coslr-400e_in1k.py': 256,
     'hcsc/hcsc_resnet50_8xb32-coslr-200e_in1k.py': 128,

@@ -121,14 +121,11 @@ def register_stand_ins():
     import numpy as np
     import torch
     import torch.nn as nn
+    from _sync_bn import CPUSyncBatchNorm
     from mmcv.transforms import BaseTransform
     from mmengine.dataset import BaseDataset, DefaultSampler
-    from mmengine.dist import get_world_size
     from mmengine.model import BaseModule
     from mmpretrain.registry import DATA_SAMPLERS, DATASETS, MODELS, TRANSFORMS
-    from torch.distributed.nn.functional import \
-        all_reduce as differentiable_all_reduce
-    from torch.nn.modules.batchnorm import _BatchNorm
 
     if 'RehearsalDataset' in DATASETS:
         return
@@ -178,43 +175,6 @@ def register_stand_ins():
         def __len__(self):
             return min(self.limit, super().__len__())
 
-    class RehearsalSyncBN(_BatchNorm):
-        """SyncBN's arithmetic and collectives on CPU tensors (DDP refuses
-        ``nn.SyncBatchNorm`` in a CPU module): with batch statistics, one
-        autograd-aware all-reduce of the per-channel sums, squared sums and
-        count in the forward pass, and of their gradients in the backward
-        pass."""
-        _abbr_ = 'bn'
-
-        def _check_input_dim(self, x):
-            if x.dim() < 2:
-                raise ValueError(f'expected 2D or more input, got {x.dim()}')
-
-        def forward(self, x):
-            if get_world_size() < 2 or \
-                    (not self.training and self.track_running_stats):
-                return super().forward(x)
-            dims = [0] + list(range(2, x.dim()))
-            c = x.shape[1]
-            count = x.new_full((1, ), x.numel() / c)
-            stats = differentiable_all_reduce(
-                torch.cat([x.sum(dims), (x * x).sum(dims), count]))
-            n = stats[-1]
-            mean = stats[:c] / n
-            var = stats[c:2 * c] / n - mean * mean
-            if self.training and self.track_running_stats:
-                with torch.no_grad():
-                    self.num_batches_tracked += 1
-                    m = self.momentum
-                    self.running_mean.mul_(1 - m).add_(m * mean)
-                    self.running_var.mul_(1 - m).add_(m * var * n / (n - 1))
-            shape = [1, c] + [1] * (x.dim() - 2)
-            out = (x -
-                   mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
-            if self.affine:
-                out = out * self.weight.view(shape) + self.bias.view(shape)
-            return out
-
     @MODELS.register_module()
     class RehearsalBackbone(BaseModule):
         """Cheap features of the real backbone's width and output layout.
@@ -240,12 +200,12 @@ def register_stand_ins():
                 out = out[:, :, None, None]
             return tuple(out for _ in range(self.num_outs))
 
-    STAND_INS['SyncBN'] = RehearsalSyncBN
+    STAND_INS['SyncBN'] = CPUSyncBatchNorm
 
 
 def stand_in_sync_bn():
     """Build every ``SyncBN`` (in configs or as a module's default
-    ``norm_cfg``) as :class:`RehearsalSyncBN` in this process, which the
+    ``norm_cfg``) as :class:`CPUSyncBatchNorm` in this process, which the
     project then treats as the SyncBN it is."""
     from mmengine.dist import get_world_size
     from mmengine.registry import MODELS

@@ -1,8 +1,9 @@
 # HIRL-MoCo v3, ViT-B/16, ImageNet-1k: MMPretrain's MoCo v3 (batch 4096,
-# AdamW 1.5e-4 x 4096 / 256, wd 0.1, 40 warm-up epochs) for 400 epochs plus
-# HIRL with the reference settings: prototypes [30000, 10000, 5000] of the
-# momentum encoder's 256-d output from epoch 40, 5-layer level MLPs, 100
-# negative paths.
+# AdamW 1.5e-4 x 4096 / 256, wd 0.1, 40 warm-up epochs) for 400 epochs with
+# the patch projection trained, as HIRL's ViT does (no random patch
+# projection), plus HIRL with the reference settings: prototypes
+# [30000, 10000, 5000] of the momentum encoder's 256-d output from epoch 40,
+# 5-layer level MLPs, 100 negative paths.
 _base_ = 'mmpretrain::mocov3/mocov3_vit-base-p16_16xb256-amp-coslr-300e_in1k.py'
 custom_imports = dict(imports=['hirl_mm'], allow_failed_imports=False)
 
@@ -10,7 +11,9 @@ num_clusters = [30000, 10000, 5000]
 model = dict(
     _delete_=True,
     type='HIRL',
-    base=_base_.model,
+    base=dict(
+        _base_.model,
+        backbone=dict(_base_.model.backbone, stop_grad_conv1=False)),
     num_clusters=num_clusters,
     neck=dict(type='HIRLNeck', in_channels=256, num_layers=5),
     head=dict(type='SPDHead', num_neg_path=100))

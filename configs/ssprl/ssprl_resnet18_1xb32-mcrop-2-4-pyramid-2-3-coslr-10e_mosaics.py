@@ -32,7 +32,7 @@ patch_head = dict(
         with_avg_pool=True,
         norm_cfg=dict(type='BN1d')),
     loss=dict(
-        type='SwAVLoss',
+        type='GlobalSwAVLoss',
         feat_dim=128,
         epsilon=0.05,
         temperature=0.1,

@@ -53,7 +53,7 @@ patch_head = dict(
         out_channels=128,
         with_avg_pool=True),
     loss=dict(
-        type='SwAVLoss',
+        type='GlobalSwAVLoss',
         feat_dim=128,
         epsilon=0.05,
         temperature=0.1,
@@ -68,7 +68,8 @@ model = dict(
     type='SSPRL',
     # the reference's ResNet-50 (src/resnet50.py) keeps the default init
     backbone=dict(zero_init_residual=False),
-    head=dict(loss=dict(num_prototypes=num_global_prototypes)),
+    head=dict(
+        loss=dict(type='GlobalSwAVLoss', num_prototypes=num_global_prototypes)),
     grids=grids,
     num_patch_views=num_patch_views,
     patch_heads=[patch_head] * len(grids),

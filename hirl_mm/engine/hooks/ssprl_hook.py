@@ -17,7 +17,7 @@ class SSPRLHook(SwAVHook):
     Besides the global queue and the frozen prototypes of ``SwAVHook``,
     every pyramid scale ``i`` with ``patch_queue_lengths[i] > 0`` gets a
     queue of earlier patch embeddings, started at ``epoch_queue_starts``
-    like the global one, which the scale's ``SwAVLoss`` (in its
+    like the global one, which the scale's ``GlobalSwAVLoss`` (in its
     :class:`PatchSwAVHead`) uses and fills exactly as the global loss uses
     its own: the reference's ``local_queues`` (WesleyHsieh0806/SS-PRL,
     ``main_SSPRL.py``, lines 266-279, 301-308 and 421-441). Lengths are

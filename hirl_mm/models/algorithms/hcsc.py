@@ -10,7 +10,7 @@ from mmpretrain.structures import DataSample
 
 from ..losses import (instance_selective_loss, prototype_negatives,
                       prototype_selective_loss, selection_keep_probability)
-from ..utils import HierarchicalPrototypeMixin
+from ..utils import HierarchicalPrototypeMixin, keep_own_buffers
 
 _MIN_TEMPERATURE = 1e-3
 
@@ -58,6 +58,7 @@ class HCSC(HierarchicalPrototypeMixin, MoCo):
                  drop_mode: str = 'drop',
                  **kwargs) -> None:
         super().__init__(**kwargs)
+        keep_own_buffers(self)  # encoder_k's own BN statistics
         if drop_mode not in ('drop', 'zero'):
             raise ValueError(
                 f"drop_mode must be 'drop' or 'zero', got {drop_mode!r}")

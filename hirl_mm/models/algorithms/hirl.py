@@ -13,7 +13,7 @@ from mmpretrain.structures import DataSample
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from hirl_mm.utils import global_pool, pooled_embedding
-from ..utils import HierarchicalPrototypeMixin
+from ..utils import HierarchicalPrototypeMixin, keep_own_buffers
 from ..utils.row_pairing import match_views, row_hashes, row_offset, tensors_in
 
 # Sub-modules of common MMPretrain algorithms that hold the momentum /
@@ -148,6 +148,9 @@ class HIRL(HierarchicalPrototypeMixin, BaseModel):
         super().__init__(
             data_preprocessor=base.data_preprocessor, init_cfg=init_cfg)
         self.base = base
+        # the momentum encoder normalises the prototypes' features with its
+        # own statistics, as the references' encoder_k
+        keep_own_buffers(base)
         self.loss_weight = loss_weight
         self.proj_module = proj_module
         self._find(proj_module, 'proj_module')

@@ -2,11 +2,11 @@ from typing import Dict, List, Sequence, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from mmpretrain.models import SwAV
-from mmpretrain.models.losses.swav_loss import distributed_sinkhorn
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
+
+from ..losses import GlobalSwAVLoss
 
 
 def _per_scale(value: Union[float, Sequence[float]], num: int,
@@ -86,6 +86,11 @@ class SSPRL(SwAV):
             MODELS.build(cfg) for cfg in patch_heads)
         self.cross_scale_heads = nn.ModuleList(
             MODELS.build(cfg) for cfg in cross_scale_heads)
+        if not isinstance(self.head.loss_module, GlobalSwAVLoss):
+            raise TypeError(
+                "SSPRL's global head needs loss=dict(type='GlobalSwAVLoss', "
+                f'...), got {type(self.head.loss_module).__name__}: its '
+                'codes balance the prototypes over the global batch.')
         num_global = self.head.loss_module.prototypes.out_features
         for g, ph, ch in zip(self.grids, self.patch_heads,
                              self.cross_scale_heads):
@@ -104,7 +109,8 @@ class SSPRL(SwAV):
 
     @torch.no_grad()
     def global_codes(self, z: torch.Tensor) -> List[torch.Tensor]:
-        """Sinkhorn codes of the global views, as ``SwAVLoss`` computes them.
+        """Sinkhorn codes of the global views, as the global loss computes
+        them (:meth:`GlobalSwAVLoss.codes`).
 
         Called before the global loss, so the queue is in the state the
         loss uses.
@@ -115,20 +121,7 @@ class SSPRL(SwAV):
         Returns:
             List[torch.Tensor]: ``B x K`` codes of each assigned view.
         """
-        lm = self.head.loss_module
-        w = F.normalize(lm.prototypes.weight, dim=1)
-        bs = z.shape[0] // sum(lm.num_crops)
-        codes = []
-        for i, crop_id in enumerate(lm.crops_for_assign):
-            out = z[bs * crop_id:bs * (crop_id + 1)] @ w.t()
-            queue = lm.queue
-            if queue is not None and (lm.use_queue
-                                      or not torch.all(queue[i, -1] == 0)):
-                out = torch.cat((queue[i] @ w.t(), out))
-            codes.append(
-                distributed_sinkhorn(out, lm.sinkhorn_iterations,
-                                     lm.world_size, lm.epsilon)[-bs:])
-        return codes
+        return self.head.loss_module.codes(z)[0]
 
     def loss(self, inputs: List[torch.Tensor], data_samples: List[DataSample],
              **kwargs) -> Dict[str, torch.Tensor]:

@@ -5,6 +5,8 @@ import torch.nn as nn
 from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 
+from ..losses import GlobalSwAVLoss
+
 
 @MODELS.register_module()
 class PatchSwAVHead(BaseModule):
@@ -12,14 +14,15 @@ class PatchSwAVHead(BaseModule):
 
     The patch features of a scale (all views and cells of the batch in one
     tensor, view by view) go through the scale's own projection ``neck``
-    (e.g. ``SwAVNeck``); ``loss`` (MMPretrain's ``SwAVLoss`` with
+    (e.g. ``SwAVNeck``); ``loss`` (:class:`GlobalSwAVLoss` with
     ``num_crops=[num_views]``) holds the scale's prototypes and does the
     swapped prediction between the views of the same patch.
 
     Args:
         neck (dict): Projection config; takes a list with one backbone
             output.
-        loss (dict): ``SwAVLoss`` config with a single prototype layer.
+        loss (dict): ``GlobalSwAVLoss`` config with a single prototype
+            layer.
         init_cfg (dict, optional): Initialization config. Defaults to None.
     """
 
@@ -30,6 +33,11 @@ class PatchSwAVHead(BaseModule):
         super().__init__(init_cfg=init_cfg)
         self.neck = MODELS.build(neck)
         self.loss_module = MODELS.build(loss)
+        if not isinstance(self.loss_module, GlobalSwAVLoss):
+            raise TypeError(
+                "PatchSwAVHead needs loss=dict(type='GlobalSwAVLoss', ...), "
+                f'got {type(self.loss_module).__name__}: its codes balance '
+                'the prototypes over the global batch.')
         if not isinstance(self.loss_module.prototypes, nn.Linear):
             raise ValueError('PatchSwAVHead needs one prototype layer: '
                              'set loss.num_prototypes to an int.')

@@ -5,9 +5,11 @@ from .selective_coding import (instance_selective_loss, prototype_negatives,
                                prototype_selective_loss,
                                selection_keep_probability)
 from .spd_loss import path_scores, spd_loss
+from .swav_loss import GlobalSwAVLoss, sinkhorn
 
 __all__ = [
-    'cross_scale_loss', 'dino_loss', 'ibot_patch_loss',
+    'GlobalSwAVLoss', 'cross_scale_loss', 'dino_loss', 'ibot_patch_loss',
     'instance_selective_loss', 'path_scores', 'prototype_negatives',
-    'prototype_selective_loss', 'selection_keep_probability', 'spd_loss'
+    'prototype_selective_loss', 'selection_keep_probability', 'sinkhorn',
+    'spd_loss'
 ]

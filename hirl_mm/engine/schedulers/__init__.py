@@ -1,0 +1,3 @@
+from .partial_cosine_annealing import PartialCosineAnnealingParamScheduler
+
+__all__ = ['PartialCosineAnnealingParamScheduler']
