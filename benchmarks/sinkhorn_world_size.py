@@ -22,7 +22,8 @@ Usage::
 
     python benchmarks/sinkhorn_world_size.py \
         configs/swav/swav_resnet18_1xb64-mcrop-2-2-coslr-10e_fmnist.py \
-        --iters 60 --seeds 0 1 2 --out benchmarks/sinkhorn_world_size.json
+        --iters 60 --seeds 0 1 2 \
+        --out benchmarks/results/sinkhorn_world_size_swav.json
 """
 import argparse
 import json
@@ -105,11 +106,18 @@ def run_rank(rank, args, port, seed, mode, out):
     optim = build_optim_wrapper(model, cfg.optim_wrapper)
     dataset = DATASETS.build(cfg.train_dataloader.dataset)
     collate = FUNCTIONS.get(
-        cfg.train_dataloader.get('collate_fn',
-                                 {}).get('type', 'pseudo_collate'))
+        cfg.train_dataloader.get('collate_fn', {}).get('type',
+                                                       'pseudo_collate'))
     rng = np.random.RandomState(seed)
-    order = rng.permutation(len(dataset))
     global_rows = args.batch_size * world
+    first = rng.permutation(len(dataset))
+    held_out = first[-args.held_out:]
+    needed = args.iters * global_rows
+    # a small data set is cycled through; its held-out images were seen
+    seen = needed + args.held_out > len(dataset)
+    order = first[:needed] if not seen else np.concatenate(
+        [first] +
+        [rng.permutation(len(dataset)) for _ in range(needed // len(first))])
     losses = []
     for it in range(args.iters):
         ids = order[it * global_rows:(it + 1) * global_rows]
@@ -136,8 +144,8 @@ def run_rank(rank, args, port, seed, mode, out):
         used=float(np.mean([s['used'] for s in stats])),
         calls=len(stats))
     if rank == 0:
-        result.update(_held_out(model, dataset, order[-args.held_out:],
-                                collate))
+        result.update(_held_out(model, dataset, held_out, collate))
+        result['held_out_seen_in_training'] = bool(seen)
         with open(out, 'w') as f:
             json.dump(result, f)
     dist.barrier()
@@ -198,9 +206,9 @@ def main(argv=None):
         }
     diffs = {
         k: [
-            g[k] - p[k] for g, p in zip(
-                [r for r in rows if r['mode'] == 'global'],
-                [r for r in rows if r['mode'] == 'per_gpu'])
+            g[k] - p[k]
+            for g, p in zip([r for r in rows if r['mode'] == 'global'],
+                            [r for r in rows if r['mode'] == 'per_gpu'])
         ]
         for k in keys
     }
@@ -211,9 +219,9 @@ def main(argv=None):
     for mode, vals in summary.items():
         print(f'| {mode} | ' + ' | '.join(f'{m:.3f} +- {s:.3f}'
                                           for m, s in vals.values()) + ' |')
-    print('| global - per_gpu (paired) | ' + ' | '.join(
-        f'{np.mean(v):+.3f} +- {np.std(v):.3f}'
-        for v in diffs.values()) + ' |')
+    print('| global - per_gpu (paired) | ' +
+          ' | '.join(f'{np.mean(v):+.3f} +- {np.std(v):.3f}'
+                     for v in diffs.values()) + ' |')
     if args.out:
         with open(args.out, 'w') as f:
             json.dump(

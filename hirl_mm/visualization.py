@@ -166,9 +166,9 @@ def read_scalars(path: str, prefix: str = '') -> Dict[str, Dict[int, float]]:
     """Scalars of mmengine's ``LocalVisBackend`` file (``scalars.json``).
 
     Each line is one JSON record; a record's position is its ``epoch`` when
-    it has one (the logger's records), else its ``step`` (what
-    ``add_scalars(..., step=epoch)`` writes). A later record at the same
-    position wins.
+    it has one (the logger's records and
+    :class:`HierarchicalPrototypeHook`'s, 1-based), else its ``step``. A
+    later record at the same position wins.
 
     Args:
         path (str): The ``vis_data/scalars.json`` of a run.

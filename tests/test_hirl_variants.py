@@ -55,6 +55,7 @@ def build_prototypes(model, loader, cfg):
     runner = SimpleNamespace(
         model=model,
         epoch=hook.warmup_epochs,
+        iter=0,
         cfg=cfg,
         train_dataloader=loader,
         logger=MMLogger.get_current_instance(),

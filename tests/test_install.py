@@ -162,7 +162,9 @@ def test_wheel_cache_key_and_legacy_wheel(tmp_path):
 def test_pip_install_into_existing_environment(tmp_path):
     """``pip install -e .`` offline into this venv would install hirl_mm
     alone: the ranges accept the torch, mmengine, mmcv and mmpretrain
-    there; the extras have ranges too."""
+    there; the extras have ranges too. The runtime requirements carry
+    ``setuptools<81`` (mmengine imports ``pkg_resources`` to load every
+    ``mmpretrain::`` base config) and ``tensorboard``."""
     report = tmp_path / 'report.json'
     subprocess.run([
         sys.executable, '-m', 'pip', 'install', '--dry-run', '--no-index',
@@ -176,7 +178,10 @@ def test_pip_install_into_existing_environment(tmp_path):
     assert [i['metadata']['name'] for i in installs] == ['hirl_mm']
     requires = installs[0]['metadata']['requires_dist']
     assert not [r for r in requires if '==' in r.split(';')[0]], requires
-    assert {'torch>=2.0', 'mmpretrain<2.0.0,>=1.2.0'} <= set(requires)
+    assert {
+        'torch>=2.0', 'mmpretrain<2.0.0,>=1.2.0', 'setuptools<81',
+        'tensorboard'
+    } <= set(requires)
 
 
 def training_configs():

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import scipy.optimize
 import sklearn.metrics
-from mmengine.logging import MMLogger
 from sklearn import metrics as skm
 
 import hirl_mm.evaluation
 from hirl_mm.clustering import HierarchicalClustering
 from hirl_mm.engine import HierarchicalPrototypeHook
+from hirl_mm.engine.hooks.prototype_hook import _clustering_table
 from hirl_mm.evaluation import (DENSE_MATCHING_MAX_ENTRIES, clustering_scores,
                                 contingency, matching_accuracy,
                                 prototype_tree_diagnostics)
@@ -158,11 +158,10 @@ def test_hook_statistics_of_30k_clusters_are_linear(monkeypatch):
         rng.randint(0, 30000, num_images))
     hook = HierarchicalPrototypeHook()
     hook.labels = labels
-    warnings = []
+    warnings, infos = [], []
     runner = SimpleNamespace(
-        logger=SimpleNamespace(
-            info=MMLogger.get_current_instance().info,
-            warning=warnings.append),
+        iter=69,
+        logger=SimpleNamespace(info=infos.append, warning=warnings.append),
         visualizer=Scalars())
     tracemalloc.start()
     try:
@@ -172,7 +171,19 @@ def test_hook_statistics_of_30k_clusters_are_linear(monkeypatch):
     finally:
         tracemalloc.stop()
     assert warnings == []
-    assert runner.visualizer.logged[7] == scalars
+    # at the next iteration's step, with mmengine's 1-based epoch
+    assert runner.visualizer.logged[70] == dict(scalars, epoch=8)
+    # the log: one row per level, every column of the 30 scalars' kinds
+    title, header, *rows = infos[0].split('\n')
+    assert title == 'Prototypes of epoch 8, kmeans 2.00 s:'
+    assert header.split('  ')[-1] == 'ARI vs previous'
+    for column in ('clusters', 'non-empty', 'objective', 'seconds', 'fine NMI',
+                   'fine ACC', 'coarse NMI', 'coarse ACC'):
+        assert column in header
+    assert [row.split()[:3] for row in rows] == [['0', '30000', '30000'],
+                                                 ['1', '10000', '10000'],
+                                                 ['2', '1000', '1000']]
+    assert max(map(len, infos[0].split('\n'))) < 120
     # a 30000 x 1000 dense table alone is 240 MB
     assert peak < 64 * 2**20, peak
     paths = clustering.paths()
@@ -230,15 +241,47 @@ def test_hook_statistics_never_stop_the_training(monkeypatch):
     monkeypatch.setattr(hirl_mm.evaluation, 'prototype_tree_diagnostics',
                         broken)
     hook = HierarchicalPrototypeHook()
-    warnings = []
+    warnings, infos = [], []
     runner = SimpleNamespace(
-        logger=SimpleNamespace(info=lambda msg: None, warning=warnings.append),
+        iter=0,
+        logger=SimpleNamespace(info=infos.append, warning=warnings.append),
         visualizer=Scalars())
     scalars = hook.log_clustering(runner, big_tree(60, (6, 3)), None,
                                   dict(features=1.5), 3)
     assert scalars == {'prototypes/seconds_features': 1.5}
-    assert runner.visualizer.logged[3] == scalars
+    assert runner.visualizer.logged[1] == dict(scalars, epoch=4)
     assert len(warnings) == 1 and 'MemoryError: no room' in warnings[0]
+    assert 'epoch 4' in warnings[0]
+    assert infos[0].split('\n')[2:] == [
+        '    0         6          -          -          -        -',
+        '    1         3          -          -          -        -',
+    ]
+
+
+def test_clustering_log_table():
+    # written out by hand: percent of the largest cluster x100, objective
+    # to 6 significant digits, a statistic the tree lacks shown as '-'
+    stats = dict(
+        level0_nonempty=4,
+        level0_largest_fraction=0.5,
+        level0_objective=12.5,
+        level0_seconds=0.25,
+        level0_fine_nmi=50.0,
+        level0_fine_acc=75.0,
+        level0_ari_vs_previous=100.0,
+        level1_nonempty=2,
+        level1_largest_fraction=1.0,
+        level1_objective=1234567.0,
+        level1_seconds=0.1,
+        level1_fine_nmi=0.0)
+    assert _clustering_table(stats, [4, 2], ['fine']).split('\n') == [
+        'level  clusters  non-empty  largest %    objective  seconds  '
+        'fine NMI  fine ACC  ARI vs previous',
+        '    0         4          4       50.0         12.5     0.25      '
+        '50.0      75.0            100.0',
+        '    1         2          2      100.0  1.23457e+06     0.10       '
+        '0.0         -                -',
+    ]
 
 
 def test_diagnostics_skip_what_they_cannot_compare():

@@ -182,7 +182,8 @@ class Scalars:
 
 def hook_runner(model, tmp_path, epoch, **hook_kwargs):
     init_default_scope('mmpretrain')
-    cfg = toy_cfg(tmp_path, num_train=2)  # 30 images
+    # 30 images, batches of 4: a training epoch on 2 ranks too
+    cfg = toy_cfg(tmp_path, num_train=2, batch_size=4)
     hook_cfg = next(
         dict(h) for h in cfg.custom_hooks
         if h.type == 'HierarchicalPrototypeHook')
@@ -190,6 +191,7 @@ def hook_runner(model, tmp_path, epoch, **hook_kwargs):
     runner = SimpleNamespace(
         model=model,
         epoch=epoch,
+        iter=0,
         cfg=cfg,
         train_dataloader=Runner.build_dataloader(cfg.train_dataloader),
         logger=MMLogger.get_current_instance(),
@@ -244,8 +246,10 @@ def test_hook_drives_a_model_through_the_mixin(tmp_path):
     runner.epoch = 0  # warm-up: nothing happens
     hook.before_train_epoch(runner)
     assert model.calls == calls and model.prototype_epoch == 1
-    # what each clustering logs (PhotoPatches has fine and coarse labels)
+    # what each clustering logs (PhotoPatches has fine and coarse labels),
+    # at the step of the next iteration, with mmengine's 1-based epoch
     logged = runner.visualizer.logged[1]
+    assert logged['epoch'] == 2
     for key in ('seconds_features', 'seconds_kmeans', 'level1_objective',
                 'level0_median_size', 'level1_largest_fraction',
                 'level0_fine_nmi', 'level1_coarse_acc', 'level1_iterations'):
@@ -255,10 +259,11 @@ def test_hook_drives_a_model_through_the_mixin(tmp_path):
     assert logged['prototypes/level0_max_size'] == sizes.max()
     assert 'prototypes/level0_ari_vs_previous' not in logged
     # the same features again: the same partition, ARI 100
-    runner.epoch = 2
+    runner.epoch, runner.iter = 2, 7
     hook.before_train_epoch(runner)
-    assert runner.visualizer.logged[2][
+    assert runner.visualizer.logged[8][
         'prototypes/level0_ari_vs_previous'] == pytest.approx(100)
+    assert runner.visualizer.logged[8]['epoch'] == 3
 
 
 @pytest.mark.parametrize('resume', [False, True])

@@ -1,3 +1,5 @@
+import argparse
+import glob
 import json
 import os.path as osp
 import subprocess
@@ -5,8 +7,13 @@ import sys
 
 import cv2
 import numpy as np
+from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
-from toy import toy_cfg
+from mmengine.visualization import TensorboardVisBackend
+from mmpretrain.registry import VISUALIZERS
+from tensorboard.backend.event_processing.event_accumulator import \
+    EventAccumulator
+from toy import HIRL_SIMSIAM, toy_cfg
 
 from hirl_mm.visualization import (plot_embedding, plot_prototype_gallery,
                                    plot_prototype_stats, plot_prototype_tree,
@@ -59,13 +66,14 @@ def test_plots_on_toy_data(tmp_path):
 
 
 def test_prototype_stats_over_epochs(tmp_path):
-    # as mmengine's LocalVisBackend writes them: the logger's records carry
-    # the epoch, the hook's add_scalars(..., step=epoch) records a step
+    # as mmengine's LocalVisBackend writes them: the logger's records and
+    # the prototype hook's carry the epoch; a record without one, its step
     records = [
         dict(loss=1.0, epoch=1, iter=10, step=10),
         {
             'prototypes/level0_nonempty': 90,
-            'step': 3
+            'epoch': 3,
+            'step': 21
         },
         {
             'prototypes/level0_nonempty': 70,
@@ -76,7 +84,7 @@ def test_prototype_stats_over_epochs(tmp_path):
             'prototypes/level0_ari_vs_previous': 60.0,
             'prototypes/seconds_features': 2.0,
             'step': 4
-        },
+        },  # no epoch: its step
         {
             'prototypes/level0_nonempty': 80,
             'step': 4
@@ -121,3 +129,58 @@ def test_visualize_tool_on_a_trained_model(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     for name in ('tsne.png', 'prototype_tree.png', 'prototype_gallery.png'):
         check_png(tmp_path / 'vis' / name, min_side=100)
+
+
+# docs/custom_data.md's switch: --cfg-options cannot add a list item
+TENSORBOARD_CFG = """_base_ = {base!r}
+visualizer = dict(vis_backends=[
+    dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')])
+"""
+
+
+def test_tensorboard_gets_losses_and_prototypes_on_one_axis(tmp_path):
+    config = tmp_path / 'tensorboard.py'
+    config.write_text(TENSORBOARD_CFG.format(base=HIRL_SIMSIAM))
+    # 30 images in batches of 10: prototypes from the 4th iteration on
+    cfg = toy_cfg(
+        tmp_path,
+        str(config),
+        max_epochs=2,
+        warmup_epochs=1,
+        num_train=2,
+        batch_size=10)
+    Runner.from_cfg(cfg).train()
+    (vis_data, ) = glob.glob(str(tmp_path / '*' / 'vis_data'))
+    (events, ) = glob.glob(osp.join(vis_data, 'events.out.tfevents.*'))
+    tb = EventAccumulator(events).Reload()
+
+    def steps(tag):
+        return [(e.step, e.value) for e in tb.Scalars(tag)]
+
+    assert [s for s, _ in steps('loss')] == list(range(1, 7))
+    (nonempty, ) = steps('prototypes/level0_nonempty')
+    assert nonempty[0] == 4 and 1 <= nonempty[1] <= 15
+    # the hook's epoch beside the logger's: mmengine's 1-based one
+    assert {v for s, v in steps('epoch') if s == 4} == {2}
+    # and scalars.json as without TensorBoard, by epoch
+    local = read_scalars(osp.join(vis_data, 'scalars.json'), 'prototypes/')
+    assert local['prototypes/level0_nonempty'] == {2: nonempty[1]}
+
+
+def test_tensorboard_from_the_command_line(tmp_path):
+    """The command-line form: the one backend replaced (no scalars.json)."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    args = parser.parse_args([
+        '--cfg-options', 'visualizer.vis_backends.0.type=TensorboardVisBackend'
+    ])
+    cfg = Config.fromfile(HIRL_SIMSIAM)
+    cfg.merge_from_dict(args.cfg_options)
+    vis = VISUALIZERS.build(
+        dict(cfg.visualizer, name='cli', save_dir=str(tmp_path)))
+    assert vis.get_backend('LocalVisBackend') is None
+    assert isinstance(
+        vis.get_backend('TensorboardVisBackend'), TensorboardVisBackend)
+    vis.add_scalars({'loss': 1.0}, step=1)
+    vis.close()
+    assert glob.glob(str(tmp_path / 'vis_data' / 'events.out.tfevents.*'))

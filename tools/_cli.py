@@ -14,6 +14,16 @@ from typing import List, Optional
 from mmengine.config import Config, DictAction
 
 
+def checkpoint_path(path: str) -> str:
+    """An argparse ``type`` that refuses an empty path (an unset variable),
+    which mmengine would report as ``FileNotFoundError:  can not be found``.
+    """
+    if not path.strip():
+        raise argparse.ArgumentTypeError(
+            'an empty path: is the variable that holds it set?')
+    return path
+
+
 def make_parser(description: str,
                 checkpoint: bool = False) -> argparse.ArgumentParser:
     """A parser with the flags every train / test run takes.
@@ -21,7 +31,8 @@ def make_parser(description: str,
     Args:
         description (str): What the tool does, for ``--help``.
         checkpoint (bool): Add a positional ``checkpoint`` after ``config``,
-            as ``tools/test.py`` takes. Defaults to False.
+            or ``--random-init`` instead, as ``tools/test.py`` takes.
+            Defaults to False.
 
     Returns:
         argparse.ArgumentParser: The tool adds its own flags to it.
@@ -31,7 +42,18 @@ def make_parser(description: str,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('config', help='config file path')
     if checkpoint:
-        parser.add_argument('checkpoint', help='checkpoint file')
+        weights = parser.add_mutually_exclusive_group(required=True)
+        weights.add_argument(
+            'checkpoint',
+            nargs='?',
+            type=checkpoint_path,
+            help='checkpoint file; its backbone.* weights must fill the '
+            "model's backbone (see --cfg-options backbone_min_loaded)")
+        weights.add_argument(
+            '--random-init',
+            action='store_true',
+            help='no checkpoint: the model as initialised, a random-init '
+            'baseline')
     parser.add_argument(
         '--work-dir',
         help='the dir to save logs and models; by default the config\'s '

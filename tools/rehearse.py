@@ -628,6 +628,7 @@ def time_diagnostics(num_clusters, sizes, num_classes=1000):
 
     class Runner:
         logger = MMLogger.get_instance('rehearsal', log_level='WARNING')
+        iter = 0
 
         class visualizer:
 

@@ -3,7 +3,8 @@
 torch, the runner and hirl_mm are imported after the arguments are parsed:
 ``--help`` answers in a fraction of a second.
 """
-from _cli import apply_cfg_options, load_config, make_parser, parse_args
+from _cli import (apply_cfg_options, checkpoint_path, load_config, make_parser,
+                  parse_args)
 from mmengine.config import Config
 
 
@@ -16,12 +17,21 @@ def build_parser():
         const='auto',
         help='resume from the given checkpoint, or from the latest one in '
         'the work dir when no path is given')
-    parser.add_argument(
+    weights = parser.add_mutually_exclusive_group()
+    weights.add_argument(
         '--pretrained',
         metavar='CKPT',
+        type=checkpoint_path,
         help="load CKPT into every init_cfg=dict(type='Pretrained', "
         "prefix='backbone.') of the model (the backbone's and a C4 "
-        "detector's res5 shared head's); --cfg-options still apply after it")
+        "detector's res5 shared head's); its backbone.* weights must fill "
+        'each (see --cfg-options backbone_min_loaded); --cfg-options still '
+        'apply after it')
+    weights.add_argument(
+        '--random-init',
+        action='store_true',
+        help="drop every init_cfg=dict(type='Pretrained', "
+        "prefix='backbone.'): a random-init baseline")
     parser.add_argument(
         '--auto-scale-lr',
         action='store_true',
@@ -61,7 +71,7 @@ def merge_args(cfg: Config, args) -> Config:
     """
     from mmengine.runner import find_latest_checkpoint
 
-    from hirl_mm.utils import check_checkpoint
+    from hirl_mm.utils import check_checkpoint, drop_pretrained_inits
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
@@ -84,7 +94,29 @@ def merge_args(cfg: Config, args) -> Config:
     if args.pretrained is not None:
         check_checkpoint(args.pretrained)
         set_pretrained(cfg, args.pretrained)
+    if args.random_init:
+        drop_pretrained_inits(cfg)
     return apply_cfg_options(cfg, args)
+
+
+def check_inputs(runner) -> None:
+    """Stop before any compute if a backbone would not load its checkpoint
+    (mmengine would only log the keys it misses) or if an epoch has no
+    batch (mmengine's loops would run the hooks of empty epochs).
+
+    Raises:
+        ValueError: naming the checkpoint and the share of the backbone it
+            fills, or the data set and batch sizes.
+    """
+    from hirl_mm.utils import (MIN_LOADED, MIN_LOADED_KEY, check_epoch_length,
+                               check_load_from, check_pretrained_inits)
+    cfg = runner.cfg
+    min_loaded = cfg.get(MIN_LOADED_KEY, MIN_LOADED)
+    check_pretrained_inits(runner.model, min_loaded)
+    if cfg.get('load_from') and not cfg.get('resume'):
+        check_load_from(runner.model, cfg.load_from, min_loaded)
+    if runner.train_loop is not None:  # else mmengine's train() says so
+        check_epoch_length(runner.train_loop.dataloader)
 
 
 def main(argv=None):
@@ -105,6 +137,7 @@ def main(argv=None):
         runner = RUNNERS.build(cfg)
     else:
         runner = Runner.from_cfg(cfg)
+    check_inputs(runner)
     runner.train()
     finish_distributed()
 

@@ -37,6 +37,29 @@ def load_state_dict(checkpoint: Union[str, dict]) -> StateDict:
     return state
 
 
+def select_backbone(state: StateDict, source: str) -> StateDict:
+    """The ``backbone.*`` entries of a state dict, prefix kept.
+
+    Shared by the backbone export and the tools that load a checkpoint's
+    backbone, so that both refuse the same files with the same words.
+
+    Args:
+        state (dict): A state dict.
+        source (str): What the error names first, e.g. the checkpoint.
+
+    Raises:
+        ValueError: if there are none, as in an exported backbone (bare
+            keys).
+    """
+    backbone = OrderedDict(
+        (k, v) for k, v in state.items() if k.startswith('backbone.'))
+    if not backbone:
+        raise ValueError(
+            f'{source}: no "backbone.*" keys (first keys: {list(state)[:3]}'
+            '); is it already an exported backbone?')
+    return backbone
+
+
 def extract_backbone(checkpoint: Union[str, dict],
                      keep_prefix: bool = False) -> StateDict:
     """The ``backbone.*`` weights of a self-supervised checkpoint.
@@ -59,12 +82,7 @@ def extract_backbone(checkpoint: Union[str, dict],
             'Not a self-supervised checkpoint: it has a classifier head '
             f'({", ".join(head[:2])}); export the pre-training checkpoint '
             'instead.')
-    backbone = OrderedDict(
-        (k, v) for k, v in state.items() if k.startswith('backbone.'))
-    if not backbone:
-        raise ValueError(
-            'Not a self-supervised checkpoint: no "backbone.*" keys (first '
-            f'keys: {list(state)[:3]}); is it already an exported backbone?')
+    backbone = select_backbone(state, 'Not a self-supervised checkpoint')
     if keep_prefix:
         return backbone
     return OrderedDict((k[len('backbone.'):], v) for k, v in backbone.items())

@@ -1,7 +1,31 @@
-"""Point a detection / segmentation config at a pre-trained checkpoint."""
+"""Point a config at a pre-trained checkpoint, or at none."""
 from typing import List, Union
 
 from mmengine.config import Config
+
+
+def is_backbone_init(init_cfg) -> bool:
+    """Whether an ``init_cfg`` loads a checkpoint's ``backbone.*`` weights,
+    i.e. is ``dict(type='Pretrained', prefix='backbone.', ...)``."""
+    return isinstance(init_cfg, dict) and \
+        init_cfg.get('type') == 'Pretrained' and \
+        init_cfg.get('prefix') == 'backbone.'
+
+
+def _backbone_init_paths(cfg: Config) -> List[str]:
+    paths = []
+
+    def walk(node, path):
+        if not isinstance(node, dict):
+            return
+        if is_backbone_init(node.get('init_cfg')):
+            paths.append(f'{path}.init_cfg')
+        for key, value in node.items():
+            if key != 'init_cfg':
+                walk(value, f'{path}.{key}')
+
+    walk(cfg.get('model'), 'model')
+    return paths
 
 
 def pretrained_init_paths(cfg: Union[str, Config]) -> List[str]:
@@ -16,20 +40,7 @@ def pretrained_init_paths(cfg: Union[str, Config]) -> List[str]:
     """
     if isinstance(cfg, str):
         cfg = Config.fromfile(cfg)
-    paths = []
-
-    def walk(node, path):
-        if not isinstance(node, dict):
-            return
-        init = node.get('init_cfg')
-        if isinstance(init, dict) and init.get('type') == 'Pretrained' \
-                and init.get('prefix') == 'backbone.':
-            paths.append(f'{path}.init_cfg')
-        for key, value in node.items():
-            if key != 'init_cfg':
-                walk(value, f'{path}.{key}')
-
-    walk(cfg.get('model'), 'model')
+    paths = _backbone_init_paths(cfg)
     if not paths:
         raise ValueError(
             "The config has no init_cfg=dict(type='Pretrained', prefix="
@@ -44,3 +55,18 @@ def pretrained_cfg_options(cfg: Union[str, Config],
         f'{path}.checkpoint={checkpoint}'
         for path in pretrained_init_paths(cfg)
     ]
+
+
+def drop_pretrained_inits(cfg: Config) -> List[str]:
+    """Set every ``init_cfg`` that loads ``backbone.*`` weights to None: the
+    backbone keeps its own random initialisation, a baseline on purpose.
+
+    Args:
+        cfg (Config): The config, changed in place.
+
+    Returns:
+        List[str]: The config paths set to None, maybe none.
+    """
+    paths = _backbone_init_paths(cfg)
+    cfg.merge_from_dict(dict.fromkeys(paths))
+    return paths

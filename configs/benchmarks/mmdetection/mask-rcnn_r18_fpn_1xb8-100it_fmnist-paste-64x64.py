@@ -4,10 +4,9 @@
 # (CPU), 100 iterations of batch 8, box + mask AP.
 #   tools/train.py configs/benchmarks/mmdetection/mask-rcnn_r18_fpn_1xb8-100it_fmnist-paste-64x64.py \
 #       --pretrained CKPT
-# Random init: --cfg-options model.backbone.init_cfg=None
+# Random init: --random-init
 _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
-custom_imports = dict(
-    imports=['hirl_mm.transfer'], allow_failed_imports=False)
+custom_imports = dict(imports=['hirl_mm.transfer'], allow_failed_imports=False)
 
 norm_cfg = dict(type='BN', requires_grad=True)
 model = dict(

@@ -3,10 +3,9 @@
 # detection config), BN (CPU), 100 iterations of batch 8, mIoU.
 #   tools/train.py configs/benchmarks/mmsegmentation/fcn_r18-d8_1xb8-100it_fmnist-paste-64x64.py \
 #       --pretrained CKPT
-# Random init: --cfg-options model.backbone.init_cfg=None
+# Random init: --random-init
 _base_ = 'mmseg::fcn/fcn_r50-d8_4xb4-20k_voc12aug-512x512.py'
-custom_imports = dict(
-    imports=['hirl_mm.transfer'], allow_failed_imports=False)
+custom_imports = dict(imports=['hirl_mm.transfer'], allow_failed_imports=False)
 
 crop_size = (64, 64)
 norm_cfg = dict(type='BN', requires_grad=True)

@@ -19,7 +19,7 @@ from hirl_mm.clustering import (HierarchicalClustering, check_num_clusters,
                                 hierarchical_kmeans, normalize_rows_)
 from hirl_mm.models.utils import (HierarchicalPrototypeMixin,
                                   PrototypeMemoryBank)
-from hirl_mm.utils import broadcast_buffers
+from hirl_mm.utils import broadcast_buffers, check_epoch_length
 from hirl_mm.utils.rank_errors import errors_on_all_ranks
 from ..feature_extractor import extract_feature_shard
 from .rng_state_hook import saves_iter_checkpoint
@@ -173,19 +173,22 @@ class HierarchicalPrototypeHook(Hook):
     the checkpoint's prototypes: they belong to another run and maybe to
     another data set. ``--resume`` keeps them.
 
-    Each clustering is logged (logger, and visualizer scalars at step
-    ``epoch`` under ``prototypes/``): seconds for the features and the
-    k-means, per level the objective (sum of squared distances), non-empty
-    clusters and cluster sizes in images (max, median, fraction of the
-    images in the largest cluster), the adjusted Rand index of the new
-    level-0 assignment against the previous one, and, when the training
-    data set has labels (``get_gt_labels`` / ``get_coarse_labels``), the
-    NMI and Hungarian accuracy of every level against them. Computed on
-    rank 0.
+    Each clustering is logged, computed on rank 0: seconds for the
+    features and the k-means, per level the objective (sum of squared
+    distances), non-empty clusters and cluster sizes in images (max,
+    median, fraction of the images in the largest cluster), the adjusted
+    Rand index of the new level-0 assignment against the previous one, and,
+    when the training data set has labels (``get_gt_labels`` /
+    ``get_coarse_labels``), the NMI and Hungarian accuracy of every level
+    against them. The logger prints a table of them, one row per level;
+    the visualizer gets them as scalars under ``prototypes/`` at the step
+    of the first iteration trained with the tree (the losses' x-axis:
+    ``runner.iter + 1``, as ``LoggerHook``), with the 1-based ``epoch``.
 
     Args:
-        warmup_epochs (int): First epoch that uses prototypes.
-            Defaults to 20.
+        warmup_epochs (int): First epoch that uses prototypes, counted
+            from 0 (mmengine logs it as ``Epoch(train) [warmup_epochs +
+            1]``). Defaults to 20.
         interval (int): Re-cluster every ``interval`` epochs. Defaults to 1.
         feature_source (str): ``'extract'`` or ``'memory_bank'``, see above.
             Defaults to ``'extract'``.
@@ -240,10 +243,9 @@ class HierarchicalPrototypeHook(Hook):
                 f'{type(self).__name__} needs a model with prototypes, i.e. a '
                 'HierarchicalPrototypeMixin (e.g. HIRL, HCSC), got '
                 f'{type(model).__name__}.')
-        # Fail before any compute if the data cannot hold the tree.
+        # Fail before any compute if the data cannot train or hold the tree.
+        check_epoch_length(runner.train_dataloader)
         train_set = runner.train_dataloader.dataset
-        if len(train_set) == 0:
-            raise ValueError('The training data set is empty.')
         check_num_clusters(
             len(train_set), model.num_clusters, 'model.num_clusters')
         # The checkpoint was loaded before this hook runs (Runner.train).
@@ -252,9 +254,10 @@ class HierarchicalPrototypeHook(Hook):
                 model.prototype_epoch >= 0:
             runner.logger.info(
                 f'load_from: the checkpoint\'s prototypes (built for epoch '
-                f'{model.prototype_epoch}, {model.prototypes.cluster_sizes} '
-                'clusters) are reset; this run builds its own from epoch '
-                f'{self.warmup_epochs}. Use --resume to keep them.')
+                f'{model.prototype_epoch + 1}, '
+                f'{model.prototypes.cluster_sizes} clusters) are reset; this '
+                f'run builds its own from epoch {self.warmup_epochs + 1}. '
+                'Use --resume to keep them.')
             model.prototypes.reset()
 
         train_cfg = runner.cfg.train_dataloader
@@ -359,14 +362,14 @@ class HierarchicalPrototypeHook(Hook):
                 f'{saved_world} ranks from {saved_images} images; this run '
                 f'has {get_world_size()} ranks and {bank.num_samples} '
                 'images: the clustering of epoch '
-                f'{epoch} re-embeds the training set (\'extract\').')
+                f'{epoch + 1} re-embeds the training set (\'extract\').')
             return
         # the device the model records from (mmengine's training device)
         bank.load_state(state, device=get_device())
         runner.logger.info(
             f'Resumed the memory bank: {int(sum(state["rows_per_rank"]))} '
             f'rows of {saved_images} images on {saved_world} ranks, for the '
-            f'clustering of epoch {epoch}.')
+            f'clustering of epoch {epoch + 1}.')
 
     def cluster(self, runner: Runner, model: HierarchicalPrototypeMixin,
                 epoch: int) -> HierarchicalClustering:
@@ -466,26 +469,73 @@ class HierarchicalPrototypeHook(Hook):
                        clustering: HierarchicalClustering,
                        previous: Optional[np.ndarray], seconds: dict,
                        epoch: int) -> Dict[str, float]:
-        """Log the tree's statistics (and label agreement) as scalars.
+        """Log the tree's statistics (and label agreement): a table for the
+        logger, scalars for the visualizer.
 
         Rank 0 alone computes them while the other ranks wait in the next
         collective, so :func:`prototype_tree_diagnostics` costs O(N + K);
         and as the tree is already installed, a failure here is a warning,
         never the end of the training.
+
+        Returns:
+            dict: The ``prototypes/`` scalars.
         """
         from hirl_mm.evaluation import prototype_tree_diagnostics
-        scalars = {f'seconds_{k}': v for k, v in seconds.items()}
+        stats = {}
         try:
-            scalars.update(
-                prototype_tree_diagnostics(clustering, previous, self.labels))
+            stats = prototype_tree_diagnostics(clustering, previous,
+                                               self.labels)
         except Exception as exc:  # noqa: B902  diagnostics only
             runner.logger.warning(
-                f'The statistics of the prototypes of epoch {epoch} failed '
-                f'({type(exc).__name__}: {exc}); the tree is installed and '
-                'training goes on.')
-        scalars = {f'prototypes/{k}': v for k, v in scalars.items()}
-        runner.logger.info(f'Prototypes of epoch {epoch}: ' +
-                           ', '.join(f'{k[len("prototypes/"):]}={v:.4g}'
-                                     for k, v in scalars.items()))
-        runner.visualizer.add_scalars(scalars, step=epoch)
+                f'The statistics of the prototypes of epoch {epoch + 1} '
+                f'failed ({type(exc).__name__}: {exc}); the tree is '
+                'installed and training goes on.')
+        timings = ''.join(f', {k} {v:.2f} s' for k, v in seconds.items())
+        labelled = [n for n in self.labels if f'level0_{n}_nmi' in stats]
+        table = _clustering_table(stats,
+                                  [len(c) for c in clustering.centroids],
+                                  labelled)
+        runner.logger.info(
+            f'Prototypes of epoch {epoch + 1}{timings}:\n{table}')
+        scalars = {f'prototypes/seconds_{k}': v for k, v in seconds.items()}
+        scalars.update({f'prototypes/{k}': v for k, v in stats.items()})
+        # the 1-based epoch, as the logger's records carry it
+        runner.visualizer.add_scalars(
+            dict(scalars, epoch=epoch + 1), step=runner.iter + 1)
         return scalars
+
+
+def _clustering_table(stats: dict, num_clusters: Sequence[int],
+                      label_names: Sequence[str]) -> str:
+    """One row per level of :func:`prototype_tree_diagnostics`' statistics.
+
+    Args:
+        stats (dict): ``level{l}_{key}`` statistics; a missing one is
+            shown as ``-``.
+        num_clusters (Sequence[int]): The clusters of each level.
+        label_names (Sequence[str]): The labellings with NMI / ACC columns.
+
+    Returns:
+        str: The table, columns right-aligned, without a trailing newline.
+    """
+
+    def cell(lvl: int, key: str, fmt: str, scale: float) -> str:
+        value = stats.get(f'level{lvl}_{key}')
+        return '-' if value is None else format(value * scale, fmt)
+
+    # (header, statistic, format, scale)
+    columns = [('non-empty', 'nonempty', '.0f', 1),
+               ('largest %', 'largest_fraction', '.1f', 100),
+               ('objective', 'objective', '.6g', 1),
+               ('seconds', 'seconds', '.2f', 1)]
+    for name in label_names:
+        columns += [(f'{name} NMI', f'{name}_nmi', '.1f', 1),
+                    (f'{name} ACC', f'{name}_acc', '.1f', 1)]
+    if 'level0_ari_vs_previous' in stats:
+        columns.append(('ARI vs previous', 'ari_vs_previous', '.1f', 1))
+    rows = [['level', 'clusters'] + [c[0] for c in columns]]
+    rows += [[str(lvl), str(k)] + [cell(lvl, *c[1:]) for c in columns]
+             for lvl, k in enumerate(num_clusters)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return '\n'.join('  '.join(c.rjust(w) for c, w in zip(row, widths))
+                     for row in rows)
