@@ -37,6 +37,12 @@ def build_parser():
         action='store_true',
         help='scale the lr by the total batch size (GPUs x batch_size) over '
         "the config's auto_scale_lr.base_batch_size")
+    parser.add_argument(
+        '--tensorboard',
+        action='store_true',
+        help="also write TensorBoard's event file (mmengine's "
+        'TensorboardVisBackend) beside the local scalars.json, under '
+        '<work dir>/<timestamp>/vis_data')
     return parser
 
 
@@ -59,6 +65,43 @@ def set_pretrained(cfg: Config, checkpoint: str) -> Config:
         f'{path}.checkpoint': checkpoint
         for path in pretrained_init_paths(cfg)
     })
+    return cfg
+
+
+def add_tensorboard(cfg: Config) -> Config:
+    """Add mmengine's ``TensorboardVisBackend`` to the config's visualizer,
+    beside its other backends (the local ``scalars.json`` stays).
+
+    ``--cfg-options`` cannot add an item to a list, hence the flag.
+
+    Args:
+        cfg (Config): The config, changed in place.
+
+    Returns:
+        Config: ``cfg``.
+
+    Raises:
+        ImportError: if neither ``tensorboard`` nor ``tensorboardX`` is
+            installed (mmengine would fail only at the first logged step).
+    """
+    import importlib.util
+    if not any(
+            importlib.util.find_spec(name)
+            for name in ('tensorboard', 'tensorboardX')):
+        raise ImportError(
+            '--tensorboard needs the tensorboard package, which is not '
+            'installed in this environment: pip install tensorboard '
+            '(requirements/runtime.txt)')
+    # mmengine's Runner uses one LocalVisBackend when there is no visualizer
+    visualizer = cfg.get('visualizer') or dict(
+        type='Visualizer', vis_backends=[dict(type='LocalVisBackend')])
+    backends = list(visualizer.get('vis_backends') or [])
+    if not any(
+            str(b.get('type')).endswith('TensorboardVisBackend')
+            for b in backends):
+        backends.append(dict(type='TensorboardVisBackend'))
+    visualizer['vis_backends'] = backends
+    cfg.visualizer = visualizer
     return cfg
 
 
@@ -96,6 +139,8 @@ def merge_args(cfg: Config, args) -> Config:
         set_pretrained(cfg, args.pretrained)
     if args.random_init:
         drop_pretrained_inits(cfg)
+    if getattr(args, 'tensorboard', False):
+        add_tensorboard(cfg)
     return apply_cfg_options(cfg, args)
 
 
