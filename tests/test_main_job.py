@@ -4,6 +4,7 @@ import argparse
 import json
 import os
 import os.path as osp
+import shutil
 import subprocess
 import sys
 from unittest.mock import MagicMock
@@ -54,15 +55,17 @@ def test_arguments():
     assert (args.amp, args.cfg_options) == ('bf16', {'a.b': 2})
 
 
-def test_training_config():
+def test_training_config(fake_fmnist):
     args = main_job.parse_args([
         '--subset', 'all', '--epochs', '5', '--warmup', '2', '--interval', '2',
-        '--data-root', '/data/fmnist', '--work-dir', 'w'
+        '--data-root',
+        str(fake_fmnist), '--work-dir', 'w'
     ])
     cfg = main_job.build_cfg('HIRL-SimSiam', args, seed=1)
     assert cfg.work_dir == osp.join('w', 'hirl-simsiam_seed1')
     dataset = cfg.train_dataloader.dataset
-    assert (dataset.subset_size, dataset.source_root) == (None, '/data/fmnist')
+    assert (dataset.subset_size, dataset.source_root) == (None,
+                                                          str(fake_fmnist))
     assert cfg.train_cfg.max_epochs == 5 and cfg.randomness.seed == 1
     assert cfg.param_scheduler[0].T_max == 5
     hook, = [
@@ -322,3 +325,146 @@ def test_bank_diagnosis_sums_views_in_sample_order():
     unit = torch.nn.functional.normalize(images, dim=1)
     torch.testing.assert_close(diag.augmented(model, batches, 1, 1), unit)
     torch.testing.assert_close(diag.augmented(model, batches, 2, 3), 6 * unit)
+
+
+def write_folder(root, classes=('cat', 'dog'), train=3, val=2) -> None:
+    """ImageNet style: ``train/<class>/`` and ``val/<class>/`` 8 x 8 PNGs."""
+    from PIL import Image
+    for split, count in (('train', train), ('val', val)):
+        for name in classes:
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                Image.new('RGB', (8, 8)).save(folder / f'{i}.png')
+
+
+def test_a_folder_is_checked_and_counted(tmp_path, fake_fmnist):
+    assert main_job.data_root_folder(str(fake_fmnist)) is None
+    write_folder(tmp_path / 'ok')
+    (tmp_path / 'ok' / 'train' / 'cat' / 'notes.txt').write_text('x')
+    assert main_job.data_root_folder(str(tmp_path / 'ok')) == dict(
+        classes=['cat', 'dog'], train=6, val=4)
+
+    def fails(root, match):
+        with pytest.raises(ValueError, match=match):
+            main_job.data_root_folder(str(root))
+
+    fails(tmp_path / 'missing', 'is not a folder')
+    (tmp_path / 'empty').mkdir()
+    fails(tmp_path / 'empty', 'neither the Fashion-MNIST idx files')
+    write_folder(tmp_path / 'no-val')
+    shutil.rmtree(tmp_path / 'no-val' / 'val')
+    fails(tmp_path / 'no-val', 'has no val/ folder')
+    (tmp_path / 'flat' / 'train').mkdir(parents=True)
+    (tmp_path / 'flat' / 'val').mkdir()
+    fails(tmp_path / 'flat', 'train has no class sub-folders')
+    write_folder(tmp_path / 'hollow')
+    (tmp_path / 'hollow' / 'val' / 'cat' / '0.png').unlink()
+    (tmp_path / 'hollow' / 'val' / 'cat' / '1.png').unlink()
+    fails(tmp_path / 'hollow', 'val/cat holds no images')
+    write_folder(tmp_path / 'uneven')
+    shutil.copytree(tmp_path / 'uneven' / 'train' / 'cat',
+                    tmp_path / 'uneven' / 'train' / 'fox')
+    fails(tmp_path / 'uneven', r"only in train/: \['fox'\]")
+    write_folder(tmp_path / 'one', classes=('cat', ))
+    fails(tmp_path / 'one', 'one class folder')
+
+    # the command line says which option does not apply to a folder
+    root = str(tmp_path / 'ok')
+    for argv, match in ((['--data-root',
+                          str(tmp_path / 'flat')], 'no class sub-folders'),
+                        (['--data-root', root, '--subset',
+                          '100'], '--subset counts Fashion-MNIST images'),
+                        (['--data-root', root, '--methods',
+                          'SwAV'], 'a folder trains')):
+        with pytest.raises(SystemExit):
+            main_job.parse_args(argv)
+
+
+def test_a_folder_run_reads_the_folder_everywhere(tmp_path, monkeypatch):
+    monkeypatch.delenv('DATA_ROOT', raising=False)
+    write_folder(tmp_path / 'data')
+    root = str(tmp_path / 'data')
+    args = main_job.parse_args(['--data-root', root, '--work-dir', 'w'])
+    folder = main_job.Config.fromfile(osp.join(ROOT, main_job.FOLDER_CONFIG))
+    for name in main_job.FOLDER_METHODS:
+        cfg = main_job.build_cfg(name, args, seed=0)
+        dataset = cfg.train_dataloader.dataset
+        assert (dataset.type, dataset.data_root, dataset.data_prefix,
+                dataset.with_label) == ('CustomDataset', root, 'train', True)
+        assert 'subset_size' not in dataset
+        # the folder config's pre-processing, not Fashion-MNIST's
+        assert cfg.data_preprocessor == folder.data_preprocessor
+        assert dataset.pipeline == folder.train_pipeline
+        for hook in cfg.custom_hooks:
+            if hook.type == 'HierarchicalPrototypeHook':
+                assert hook.pipeline == folder.feat_pipeline
+        val = cfg.get('val_dataloader')
+        if val:  # a kNN monitor while training reads the folder too
+            assert [(d.data_root, d.data_prefix)
+                    for d in (val.dataset.bank, val.dataset.query)
+                    ] == [(root, 'train'), (root, 'val')]
+        test = main_job.knn_test_cfg(cfg, 'ckpt.pth', 5)
+        knn = test.test_dataloader.dataset
+        assert [(d.data_root, d.data_prefix, d.pipeline)
+                for d in (knn.bank, knn.query)
+                ] == [(root, 'train', folder.feat_pipeline),
+                      (root, 'val', folder.feat_pipeline)]
+        assert test.data_preprocessor.mean == folder.data_preprocessor.mean
+
+
+def test_a_folder_too_small_for_a_run_stops_before_training(
+        tmp_path, monkeypatch):
+    # --device cpu hides the GPUs of this process: undone after the test
+    monkeypatch.delenv('CUDA_VISIBLE_DEVICES', raising=False)
+    write_folder(tmp_path / 'data', train=30)
+    root = str(tmp_path / 'data')
+    args = main_job.parse_args(['--data-root', root])
+    with pytest.raises(
+            ValueError, match='SimSiam: 60 train/ images make no batch of 64'):
+        main_job.check_folder_fits(args)
+    args = main_job.parse_args([
+        '--data-root', root, '--methods', 'HIRL-SimSiam', '--cfg-options',
+        'train_dataloader.batch_size=20'
+    ])
+    with pytest.raises(
+            ValueError, match=r'cannot fill the prototype tree \[100, 20, 5'):
+        main_job.check_folder_fits(args)
+    with pytest.raises(SystemExit, match='model.num_clusters'):
+        main_job.main([
+            '--data-root', root, '--methods', 'HIRL-SimSiam', '--cfg-options',
+            'train_dataloader.batch_size=20'
+        ])
+    args.cfg_options['model.num_clusters'] = [30, 6, 2]
+    main_job.check_folder_fits(args)
+
+
+def test_a_folder_report_has_the_class_folders_alone(tmp_path):
+    """One label level: no coarse column, pair or tree score."""
+    write_folder(tmp_path / 'data')
+    results = []
+    for seed in (0, 1):
+        for name, knn, tree in (('SimSiam', 60.0, None), ('HIRL-SimSiam',
+                                                          62.0 + seed, 45.0)):
+            row = fake_run(name, seed, knn, 30.0, tree)
+            for key in [k for k in row if k.endswith('_coarse')]:
+                del row[key]
+            if tree is not None:
+                scores = row['prototypes']['scores']
+                for key in [k for k in scores if '_coarse_' in k]:
+                    del scores[key]
+            results.append(row)
+    args = main_job.parse_args([
+        '--data-root',
+        str(tmp_path / 'data'), '--seeds', '0', '1', '--work-dir',
+        str(tmp_path / 'job')
+    ])
+    text = main_job.report(results, args, 'main_job --data-root data')
+    assert f'{tmp_path / "data"}: 6 train/ images in 2 classes' in text
+    assert 'the 4 val/ images as queries), k-means on the val/ features ' \
+        '(2 clusters, one per class)' in text
+    assert '| knn_top1_fine | nmi_fine | ami_fine | ari_fine | acc_fine |' \
+        in text
+    assert '| HIRL-SimSiam - SimSiam | +2.50 (+2.00, +3.00) |' in text
+    assert '| NMI fine | ACC fine |' in text
+    assert 'coarse' not in text

@@ -17,6 +17,13 @@ seeds, and, for each method with prototypes against its base method
 mean. Each run's folder holds its pictures: t-SNE, prototype tree (node
 area = cluster size), prototype gallery and the hook's ``prototypes/``
 scalars over epochs.
+
+``--data-root`` also takes an ImageNet-style folder: ``train/<class>/`` and
+``val/<class>/`` images, the same class folders in both. The methods then
+train on every ``train/`` image with the pre-processing of the custom-folder
+config (``FOLDER_CONFIG``: 64 px crops, ImageNet mean / std); the kNN bank is
+``train/``, the queries and the k-means are ``val/``, scored against the
+class folders (one label level), and so is the learned tree.
 """
 import argparse
 import glob
@@ -68,6 +75,13 @@ BASES = {
     'HIRL-DINO': 'DINO',
     'HIRL-iBOT': 'iBOT',
 }
+# A folder run grafts this config's data (pre-processing, pipelines,
+# CustomDataset) onto each method's config: methods whose config trains a
+# ResNet-18 on its two-view pipeline, as this one does.
+FOLDER_CONFIG = \
+    'configs/hirl/hirl-simsiam_resnet18_1xb64-coslr-10e_custom-folder.py'
+FOLDER_METHODS = ('SimSiam', 'HIRL-SimSiam', 'MoCo v2', 'HIRL-MoCo v2', 'HCSC')
+IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif')
 # The evaluation: the trained backbone is swapped into its model, the
 # training subset and the test split into its KNNDataset.
 KNN_CONFIG = 'configs/benchmarks/knn/knn_resnet18_fmnist.py'
@@ -151,7 +165,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         '--data-root',
         help='folder with the four Fashion-MNIST idx files (default: the '
-        "data set's, /usr/share/datasets/fashion-mnist)")
+        "data set's, /usr/share/datasets/fashion-mnist), or an ImageNet-"
+        'style folder: train/<class>/ and val/<class>/ images')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -173,6 +188,22 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         'run): a run folder with result.json is reported as it is, one '
         'with its final checkpoint is evaluated, not trained again')
     args = parser.parse_args(argv)
+    args.folder = None
+    if args.data_root is not None:
+        try:
+            args.folder = data_root_folder(args.data_root)
+        except ValueError as e:
+            parser.error(f'--data-root: {e}')
+    if args.folder:
+        given = sys.argv[1:] if argv is None else argv
+        if any(a.split('=')[0] == '--subset' for a in given):
+            parser.error('--subset counts Fashion-MNIST images; a folder '
+                         'trains on all of its train/ images')
+        others = [m for m in args.methods if m not in FOLDER_METHODS]
+        if others:
+            parser.error(f'--data-root {args.data_root} (a folder): '
+                         f'{others} train on their own pipelines; a folder '
+                         f'trains {list(FOLDER_METHODS)}')
     if args.amp != 'none' and args.device != 'cuda':
         parser.error(f'--amp {args.amp} needs --device cuda (mmengine\'s '
                      'AmpOptimWrapper runs on GPUs only)')
@@ -180,6 +211,126 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         if getattr(args, flag) < 1:
             parser.error(f'--{flag.replace("_", "-")} must be >= 1')
     return args
+
+
+def data_root_folder(root: str) -> Optional[dict]:
+    """What ``--data-root`` holds: Fashion-MNIST, or an ImageNet-style
+    folder, checked and counted.
+
+    Args:
+        root (str): The folder.
+
+    Returns:
+        dict, optional: None for Fashion-MNIST's idx files; for a folder
+        with ``train/`` or ``val/``, its ``classes`` (the sorted class
+        folders) and the images of each split, ``train`` and ``val``.
+
+    Raises:
+        ValueError: naming what is missing: the folder, a split, its class
+            folders, a class's images, or classes only one split has.
+    """
+    if not osp.isdir(root):
+        raise ValueError(f'{root} is not a folder')
+    splits = ('train', 'val')
+    if not any(osp.isdir(osp.join(root, s)) for s in splits):
+        if glob.glob(osp.join(root, '*-idx?-ubyte*')):
+            return None
+        raise ValueError(
+            f'{root} holds neither the Fashion-MNIST idx files '
+            '(train-images-idx3-ubyte.gz, ...) nor an ImageNet-style '
+            'folder (train/<class>/ and val/<class>/ images)')
+    counts = {}
+    for split in splits:
+        path = osp.join(root, split)
+        if not osp.isdir(path):
+            raise ValueError(
+                f'{root} has no {split}/ folder: an ImageNet-style folder '
+                'needs train/<class>/ and val/<class>/ images')
+        classes = sorted(
+            e for e in os.listdir(path) if osp.isdir(osp.join(path, e)))
+        if not classes:
+            raise ValueError(
+                f'{path} has no class sub-folders: put the images of each '
+                f'class in {split}/<class>/ (the kNN and clustering scores '
+                'need labels)')
+        counts[split] = {}
+        for name in classes:
+            counts[split][name] = sum(
+                f.lower().endswith(IMG_EXTENSIONS)
+                for _, _, files in os.walk(osp.join(path, name))
+                for f in files)
+            if not counts[split][name]:
+                raise ValueError(f'{osp.join(path, name)} holds no images '
+                                 f'({" ".join(IMG_EXTENSIONS)})')
+    train, val = counts['train'], counts['val']
+    if list(train) != list(val):
+        raise ValueError(
+            f'{root}: train/ and val/ need the same class folders (a '
+            "class's index is its place in the sorted names); only in "
+            f'train/: {sorted(set(train) - set(val))}, only in val/: '
+            f'{sorted(set(val) - set(train))}')
+    if len(train) < 2:
+        raise ValueError(f'{root}: one class folder ({list(train)}); the '
+                         'scores need two or more')
+    return dict(
+        classes=list(train), train=sum(train.values()), val=sum(val.values()))
+
+
+def use_folder(cfg: Config, data_root: str) -> None:
+    """Train ``cfg`` on an ImageNet-style folder with the data of
+    ``FOLDER_CONFIG``: its pre-processing, pipelines and ``CustomDataset``
+    on ``train/``, the class folders as labels.
+
+    Args:
+        cfg (Config): A training config of ``FOLDER_METHODS``, changed in
+            place.
+        data_root (str): The folder.
+    """
+    folder = Config.fromfile(osp.join(ROOT, FOLDER_CONFIG))
+    for key in ('data_preprocessor', 'view_pipeline', 'train_pipeline',
+                'feat_pipeline'):
+        cfg[key] = folder[key]
+    cfg.train_dataloader.dataset = dict(
+        folder.train_dataloader.dataset, data_root=data_root, with_label=True)
+    for hook in cfg.get('custom_hooks', []):
+        if hook.type == 'HierarchicalPrototypeHook':
+            hook.pipeline = folder.feat_pipeline
+    # a kNN monitor during training scores the folder too: train/ the bank,
+    # val/ the queries, never the Fashion-MNIST of the method's config
+    val = cfg.get('val_dataloader')
+    if val and val.dataset.get('type') == 'KNNDataset':
+        bank = dict(cfg.train_dataloader.dataset, pipeline=cfg.feat_pipeline)
+        val.dataset = dict(
+            type='KNNDataset', bank=bank, query=dict(bank, data_prefix='val'))
+
+
+def check_folder_fits(args: argparse.Namespace) -> None:
+    """Stop before any training when the folder cannot feed a method's
+    run: fewer ``train/`` images than one batch (the configs drop the last,
+    incomplete batch) or than the prototypes of the tree's first level.
+
+    Args:
+        args (argparse.Namespace): From :func:`parse_args`, with a folder.
+
+    Raises:
+        ValueError: naming the method, the sizes and the option to change.
+    """
+    images = args.folder['train']
+    for name in args.methods:
+        cfg = build_cfg(name, args, args.seeds[0])
+        batch = cfg.train_dataloader.batch_size
+        if cfg.train_dataloader.get('drop_last') and images < batch:
+            raise ValueError(
+                f'{name}: {images} train/ images make no batch of {batch} '
+                '(the incomplete last batch is dropped); set --cfg-options '
+                f'train_dataloader.batch_size=N with N <= {images}')
+        clusters = cfg.model.get('num_clusters')
+        if clusters and images < clusters[0]:
+            raise ValueError(
+                f'{name}: {images} train/ images cannot fill the prototype '
+                f'tree {list(clusters)} (more level-0 prototypes than '
+                'images); set --cfg-options "model.num_clusters=[...]" with '
+                f'a first count <= {images}')
 
 
 def run_name(name: str, seed: int) -> str:
@@ -203,9 +354,12 @@ def build_cfg(name: str, args: argparse.Namespace, seed: int) -> Config:
     cfg = Config.fromfile(osp.join(ROOT, METHODS[name]))
     cfg.work_dir = osp.join(args.work_dir, run_name(name, seed))
     dataset = cfg.train_dataloader.dataset
-    dataset.subset_size = args.subset
-    if args.data_root:
-        dataset.source_root = args.data_root
+    if args.folder:
+        use_folder(cfg, args.data_root)
+    else:
+        dataset.subset_size = args.subset
+        if args.data_root:
+            dataset.source_root = args.data_root
     cfg.train_cfg.max_epochs = args.epochs
     for scheduler in cfg.param_scheduler:  # lr (and DINO's weight decay)
         if 'T_max' in scheduler:
@@ -269,8 +423,8 @@ def knn_test_cfg(cfg: Config, checkpoint: str, knn_k: int) -> Config:
     ``KNN_CONFIG`` with the trained backbone in its
     :class:`PooledFeatureModel` (loaded from ``checkpoint``'s
     ``backbone.*``), the run's training subset as the kNN memory bank and
-    the whole test split as queries, both through the deterministic
-    ``feat_pipeline``, and the two registered metrics.
+    the whole test split (a folder's ``val/``) as queries, both through the
+    deterministic ``feat_pipeline``, and the two registered metrics.
 
     Args:
         cfg (Config): The training config of the run.
@@ -290,10 +444,10 @@ def knn_test_cfg(cfg: Config, checkpoint: str, knn_k: int) -> Config:
         std=preprocessor.get('std'),
         to_rgb=preprocessor.get('to_rgb', False))
     bank = dict(cfg.train_dataloader.dataset, pipeline=cfg.feat_pipeline)
+    query = dict(bank, data_prefix='val') if bank['type'] == 'CustomDataset' \
+        else dict(bank, split='test', subset_size=None)
     test.test_dataloader.dataset = dict(
-        type='KNNDataset',
-        bank=bank,
-        query=dict(bank, split='test', subset_size=None))
+        type='KNNDataset', bank=bank, query=query)
     test.test_evaluator = [
         dict(type='KNNAccuracy', ks=[knn_k]),
         dict(
@@ -317,12 +471,15 @@ def evaluate(cfg: Config, checkpoint: str, knn_k: int) -> dict:
         knn_k (int): Neighbours of the kNN vote.
 
     Returns:
-        dict: ``knn_top1_{level}`` and ``{nmi,ami,ari,acc}_{level}``.
+        dict: ``knn_top1_{level}`` and ``{nmi,ami,ari,acc}_{level}`` of
+        each level the data set labels (a folder: fine alone).
     """
     from mmengine.runner import Runner
     metrics = Runner.from_cfg(knn_test_cfg(cfg, checkpoint, knn_k)).test()
     row = {}
     for level in LEVELS:
+        if f'knn/top1_k{knn_k}_{level}' not in metrics:
+            continue
         row[f'knn_top1_{level}'] = metrics[f'knn/top1_k{knn_k}_{level}']
         row.update({
             key[len('clustering/'):]: value
@@ -337,8 +494,9 @@ def tree_summary(model, dataset) -> dict:
     from hirl_mm.evaluation import prototype_tree_scores
     protos = model.prototypes
     paths = protos.expand_paths(protos.assignments).cpu().numpy()
-    labels = dict(
-        fine=dataset.get_gt_labels(), coarse=dataset.get_coarse_labels())
+    labels = dict(fine=dataset.get_gt_labels())
+    if hasattr(dataset, 'get_coarse_labels'):
+        labels['coarse'] = dataset.get_coarse_labels()
     sizes = [np.bincount(p) for p in paths.T]
     return dict(
         images=len(paths),
@@ -468,6 +626,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     if args.device == 'cpu':
         # read when CUDA initialises, i.e. before any torch.cuda call
         os.environ['CUDA_VISIBLE_DEVICES'] = ''
+    if args.folder:
+        try:
+            check_folder_fits(args)
+        except ValueError as e:
+            sys.exit(f'--data-root {args.data_root}: {e}')
     import torch
     if args.device == 'cuda' and not torch.cuda.is_available():
         sys.exit('--device cuda: torch sees no GPU '
@@ -508,12 +671,21 @@ def signed(values) -> str:
     return ', '.join(f'{v:+.2f}' for v in values)
 
 
+def scored_levels(results: List[dict]) -> tuple:
+    """The label levels the runs were scored at: fine and coarse on
+    Fashion-MNIST, fine alone on a folder (both when there is no run)."""
+    return tuple(
+        lvl for lvl in LEVELS if any(f'knn_top1_{lvl}' in r
+                                     for r in results)) or LEVELS
+
+
 def summarize(results: List[dict], methods: List[str]) -> Dict[str, dict]:
     """Per method and metric: mean, std and the per-seed values."""
     summary = {}
+    levels = scored_levels(results)
     for name in methods:
         rows = [r for r in results if r['method'] == name]
-        metrics = [f'{m}_{lvl}' for lvl in LEVELS for m in TABLE_METRICS]
+        metrics = [f'{m}_{lvl}' for lvl in levels for m in TABLE_METRICS]
         scores = sorted({
             k
             for r in rows
@@ -539,6 +711,7 @@ def paired_differences(results: List[dict],
         'mean': m}}}``, seeds in the order of ``--seeds``.
     """
     paired = {}
+    levels = scored_levels(results)
     for name, base in BASES.items():
         if name not in methods or base not in methods:
             continue
@@ -549,6 +722,8 @@ def paired_differences(results: List[dict],
         ]
         diffs = {}
         for metric in PAIRED_METRICS:
+            if metric.rsplit('_', 1)[1] not in levels:
+                continue
             values = [
                 by_seed[(name, s)][metric] - by_seed[(base, s)][metric]
                 for s in seeds
@@ -579,19 +754,33 @@ def report(results: List[dict],
     ]
     summary = summarize(results, methods)
     paired = paired_differences(results, methods)
-    cols = [f'{m}_{lvl}' for lvl in LEVELS for m in TABLE_METRICS]
+    levels = scored_levels(results)
+    cols = [f'{m}_{lvl}' for lvl in levels for m in TABLE_METRICS]
+    paired_metrics = [
+        m for m in PAIRED_METRICS if m.rsplit('_', 1)[1] in levels
+    ]
     num_seeds = len(args.seeds)
     subset = 'all 60000' if args.subset is None else args.subset
     features = '' if args.feature_source == 'extract' else \
         f' (features: {args.feature_source})'
+    folder = getattr(args, 'folder', None)
+    if folder:
+        data = (f'{args.data_root}: {folder["train"]} train/ images in '
+                f'{len(folder["classes"])} classes')
+        queries = (f'the train/ images as the bank, the {folder["val"]} '
+                   'val/ images as queries), k-means on the val/ features '
+                   f'({len(folder["classes"])} clusters, one per class)')
+    else:
+        data = f'Fashion-MNIST, {subset} training images'
+        queries = ('training images as the bank, the 10k test images as '
+                   'queries), k-means on the test features (10 fine / 4 '
+                   'coarse clusters)')
     setting = setting or (
-        f'Fashion-MNIST, {subset} training images, {args.epochs} '
+        f'{data}, {args.epochs} '
         f'epochs, prototypes from epoch {args.warmup} every '
         f'{args.interval}{features}, seeds {args.seeds}, device {args.device}'
         f'{"" if args.amp == "none" else ", AMP " + args.amp}; '
-        f'kNN k={args.knn_k} (training images as the bank, the 10k '
-        'test images as queries), k-means on the test features (10 '
-        'fine / 4 coarse clusters); mean ± std (ddof 0) over seeds')
+        f'kNN k={args.knn_k} ({queries}; mean ± std (ddof 0) over seeds')
     lines = [f'Command: `{command}`', '', setting, '']
     lines += [
         '| method | ' + ' | '.join(cols) + ' | training (min) |',
@@ -610,8 +799,8 @@ def report(results: List[dict],
         lines += [
             '', 'Paired differences, method - base, per seed '
             f'{args.seeds} and their mean:', '',
-            '| comparison | ' + ' | '.join(PAIRED_METRICS) + ' |',
-            '|---' * (len(PAIRED_METRICS) + 1) + '|'
+            '| comparison | ' + ' | '.join(paired_metrics) + ' |',
+            '|---' * (len(paired_metrics) + 1) + '|'
         ]
         for pair, diffs in paired.items():
             cells = [
@@ -663,13 +852,16 @@ def tree_table(results, summary, methods, num_seeds) -> List[str]:
         rows = [r for r in results if r['method'] == name]
         if not rows or 'prototypes' not in rows[0]:
             continue
+        stats = summary[name]['stats']
+        labels = [lab for lab in LEVELS if f'tree_level0_{lab}_nmi' in stats]
         if not lines:
             lines = [
                 '| method | level (clusters) | non-empty | largest cluster '
-                '(% of images) | NMI fine | NMI coarse | ACC fine | ACC '
-                'coarse |', '|---' * 8 + '|'
+                '(% of images) | ' + ' | '.join(f'{m} {lab}'
+                                                for m in ('NMI', 'ACC')
+                                                for lab in labels) + ' |',
+                '|---' * (4 + 2 * len(labels)) + '|'
             ]
-        stats = summary[name]['stats']
         for lvl, k in enumerate(rows[0]['prototypes']['clusters_per_level']):
             non_empty = mean_std(
                 [r['prototypes']['non_empty_per_level'][lvl] for r in rows])
@@ -679,7 +871,7 @@ def tree_table(results, summary, methods, num_seeds) -> List[str]:
             cells = [fmt(*non_empty, num_seeds),
                      fmt(*largest, num_seeds)] + [
                          fmt(*stats[f'tree_level{lvl}_{lab}_{m}'], num_seeds)
-                         for m in ('nmi', 'acc') for lab in LEVELS
+                         for m in ('nmi', 'acc') for lab in labels
                      ]
             lines.append(f'| {name} | {lvl} ({k}) | ' + ' | '.join(cells) +
                          ' |')

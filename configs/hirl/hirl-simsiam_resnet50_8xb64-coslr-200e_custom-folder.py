@@ -10,7 +10,7 @@
 # `model.num_clusters=[3000,1000,100]`. Recipe: docs/custom_data.md.
 _base_ = '../hirl_simsiam_r50.py'
 
-data_root = 'data/custom/'
+data_root = '{{$DATA_ROOT:data/custom/}}'  # $DATA_ROOT if set
 train_dataloader = dict(
     dataset=dict(
         _delete_=True,
