@@ -537,3 +537,170 @@ def test_rng_states_of_other_checkpoints(monkeypatch, saved, world_size, rank,
         assert 'the random states of 2 ranks, this run has 3' in logged
     else:
         assert 'random states' not in logged
+
+
+# One process whose dataloader has persistent workers, as the shipped
+# configs: the workers' random streams are not in any checkpoint.
+
+
+def _worker_cfg(work_dir, max_epochs, seed_workers=True):
+    """The tiny HIRL-SimSiam on one process, 3 steps of 20 images an epoch,
+    loaded by 2 persistent workers; prototypes from epoch 1, an iteration
+    checkpoint every 2 steps."""
+    cfg = tiny_cfg(work_dir, 'extract', max_epochs=max_epochs)
+    cfg.launcher = 'none'
+    cfg.randomness = dict(seed=0, deterministic=True)
+    cfg.train_dataloader.update(
+        batch_size=20, num_workers=2, persistent_workers=True)
+    for hook in cfg.custom_hooks:
+        if hook['type'] == 'HierarchicalPrototypeHook':
+            hook['warmup_epochs'] = 1
+    cfg.default_hooks.rng_state = dict(
+        type='RNGStateHook', seed_workers=seed_workers)
+    return cfg
+
+
+def _train_one_process(cfg, name, resume_from=None):
+    """Train; return each iteration's losses and the final weights and
+    buffers."""
+    from mmengine.runner import Runner
+    cfg.experiment_name = name
+    if resume_from is not None:
+        cfg.resume, cfg.load_from = True, str(resume_from)
+    runner = Runner.from_cfg(cfg)
+    recorder = Recorder()
+    runner.register_hook(recorder)
+    runner.train()
+    state = {
+        k: v.detach().clone()
+        for k, v in runner.model.state_dict().items()
+    }
+    return recorder.losses, state
+
+
+def _max_difference(state, expected):
+    assert state.keys() == expected.keys()
+    return max(
+        float((state[k].double() - expected[k].double()).abs().max())
+        for k in expected if expected[k].numel())
+
+
+@pytest.fixture(scope='module')
+def persistent_worker_runs(tmp_path_factory):
+    out = tmp_path_factory.mktemp('workers')
+    runs = {}
+    straight = out / 'straight'
+    runs['straight'] = _train_one_process(
+        _worker_cfg(straight, 2), 'workers_straight')
+    runs['epoch_1'] = _train_one_process(
+        _worker_cfg(out / 'from_epoch_1', 2), 'workers_from_epoch_1',
+        straight / 'epoch_1.pth')
+    # inside epoch 1, after 1 of its 3 steps
+    runs['iter_4'] = _train_one_process(
+        _worker_cfg(out / 'from_iter_4', 2), 'workers_from_iter_4',
+        straight / 'iter_4.pth')
+    # workers seeded once, when they start, as mmengine does
+    unseeded = out / 'unseeded'
+    runs['unseeded'] = _train_one_process(
+        _worker_cfg(unseeded, 2, seed_workers=False), 'workers_unseeded')
+    runs['unseeded_epoch_1'] = _train_one_process(
+        _worker_cfg(out / 'unseeded_from_1', 2, seed_workers=False),
+        'workers_unseeded_from_epoch_1', unseeded / 'epoch_1.pth')
+    return runs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('start', ['epoch_1', 'iter_4'])
+def test_resume_with_persistent_workers_is_exact(persistent_worker_runs,
+                                                 start):
+    """Resumed from the epoch checkpoint or inside the epoch, the
+    dataloader's persistent workers (new ones) draw the augmentations of
+    the uninterrupted run's: the same losses, weights and buffers."""
+    straight_losses, straight_state = persistent_worker_runs['straight']
+    losses, state = persistent_worker_runs[start]
+    first = int(start.split('_')[1]) * (3 if start == 'epoch_1' else 1)
+    assert sorted(losses) == list(range(first, 6))
+    assert 'loss_spd' in straight_losses[5]
+    for it, loss in losses.items():
+        assert loss == straight_losses[it], f'from {start}, iteration {it}'
+    # every weight and buffer (BN running statistics included), bit for bit
+    assert _max_difference(state, straight_state) == 0
+
+
+@pytest.mark.slow
+def test_workers_seeded_once_make_a_resumed_epoch_differ(
+        persistent_worker_runs):
+    """Without the per-epoch seeding, the resumed run's new workers start
+    epoch 1 with the streams of epoch 0: other augmentations."""
+    straight_losses, straight_state = persistent_worker_runs['unseeded']
+    losses, state = persistent_worker_runs['unseeded_epoch_1']
+    assert sorted(losses) == list(range(3, 6))
+    assert losses[3] != straight_losses[3]
+    assert _max_difference(state, straight_state) > 0
+
+
+class RandomDraws(torch.utils.data.Dataset):
+    """Each item: a draw of python's, numpy's and torch's generators, as
+    augmentations make."""
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, index):
+        import random
+        return torch.tensor(
+            [random.random(),
+             np.random.rand(),
+             float(torch.rand(1))],
+            dtype=torch.float64)
+
+
+def _epochs(loader, workers, epochs):
+    draws = []
+    for epoch in epochs:
+        if workers is not None:
+            workers.set_epoch(epoch)
+        draws.append(torch.cat(list(loader)))
+    return draws
+
+
+@pytest.mark.parametrize('persistent', [True, False])
+def test_workers_are_seeded_per_epoch(persistent):
+    from hirl_mm.engine.hooks.rng_state_hook import (EpochSeededWorkers,
+                                                     seed_workers_per_epoch)
+
+    def loader():
+        return torch.utils.data.DataLoader(
+            RandomDraws(),
+            batch_size=2,
+            num_workers=2,
+            persistent_workers=persistent)
+
+    straight = loader()
+    workers = seed_workers_per_epoch(straight, seed=3, rank=0)
+    assert isinstance(workers, EpochSeededWorkers)
+    draws = _epochs(straight, workers, range(3))
+    assert type(straight.dataset) is RandomDraws  # the workers' copies only
+    # workers started for epoch 2, as a resumed run's
+    resumed = loader()
+    again = _epochs(resumed, seed_workers_per_epoch(resumed, 3, 0), [2])
+    assert torch.equal(again[0], draws[2])
+    # every epoch, worker and rank draws its own numbers
+    assert not torch.equal(draws[0], draws[1])
+    assert not torch.equal(draws[0][:2], draws[0][2:4])  # workers 0 and 1
+    other_rank = loader()
+    assert not torch.equal(
+        _epochs(other_rank, seed_workers_per_epoch(other_rank, 3, 1), [0])[0],
+        draws[0])
+    # as mmengine seeds them (once, when they start), persistent workers
+    # of a resumed run draw epoch 2 as epoch 0
+    if persistent:
+        plain = loader()
+        plain.worker_init_fn = EpochSeededWorkers(None, 3, 0)
+        plain_draws = _epochs(plain, None, range(3))
+        fresh = loader()
+        fresh.worker_init_fn = EpochSeededWorkers(None, 3, 0)
+        assert not torch.equal(_epochs(fresh, None, [2])[0], plain_draws[2])
+    # a loader without workers is left to RNGStateHook's saved states
+    assert seed_workers_per_epoch(
+        torch.utils.data.DataLoader(RandomDraws()), 3, 0) is None

@@ -2,7 +2,7 @@ import logging
 import pickle
 import random
 from contextlib import contextmanager
-from typing import Iterator, List, Optional
+from typing import Callable, Iterator, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -10,6 +10,7 @@ from mmengine.dist import all_gather, get_comm_device, get_rank, get_world_size
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.logging import print_log
 from mmpretrain.registry import HOOKS
+from torch.utils.data import get_worker_info
 
 
 def _rng_state() -> dict:
@@ -43,6 +44,134 @@ def random_states_kept() -> Iterator[None]:
         yield
     finally:
         _set_rng_state(state)
+
+
+def _seed_everything(entropy: Sequence[int]) -> None:
+    """Seed this process's python, numpy and torch generators from
+    ``entropy`` (non-negative integers) through numpy's ``SeedSequence``."""
+    words = np.random.SeedSequence(list(entropy)).generate_state(4)
+    random.seed(int(words[0]) << 32 | int(words[1]))
+    np.random.seed(words)
+    torch.manual_seed(int(words[2]) << 32 | int(words[3]))
+
+
+class EpochSeededWorkers:
+    """A dataloader's ``worker_init_fn`` that seeds every worker at the
+    first sample it loads in each epoch from ``(seed, rank, epoch,
+    worker_id)``.
+
+    mmengine seeds a worker once, when it starts, from ``(seed, rank,
+    worker_id)``. Persistent workers start once per run, so their random
+    streams run on across epochs: epoch ``e`` of a run resumed at ``e``
+    (workers started anew) draws the augmentations of epoch 0, not those of
+    the uninterrupted run's epoch ``e``. Seeded per epoch, a worker's
+    stream depends only on the epoch and the batches it loaded in it,
+    persistent or not, resumed or not.
+
+    The main process writes the epoch into a shared-memory tensor (see
+    :meth:`set_epoch`) before it iterates the dataloader; a worker reads it
+    before each sample and re-seeds when it changed. In the worker, the
+    dataset copy's class is replaced by a subclass whose ``__getitem__`` /
+    ``__getitems__`` does that check (a map-style dataset; an iterable one
+    is left as it is, with a warning).
+
+    Args:
+        init_fn (Callable, optional): The dataloader's own
+            ``worker_init_fn``, called first.
+        seed (int): The run's seed.
+        rank (int): This process's rank.
+    """
+
+    def __init__(self, init_fn: Optional[Callable[[int], None]], seed: int,
+                 rank: int) -> None:
+        self.init_fn, self.seed, self.rank = init_fn, int(seed), int(rank)
+        # shared with the workers, fork or spawn (torch pickles the storage)
+        self.epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
+        self._worker_id = None
+        self._seeded_epoch = None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Tell the workers the epoch of the batches requested next."""
+        self.epoch[0] = epoch
+
+    def reseed_if_new_epoch(self) -> None:
+        """In a worker: seed from the epoch if it changed since the last
+        sample."""
+        epoch = int(self.epoch[0])
+        if epoch != self._seeded_epoch:
+            self._seeded_epoch = epoch
+            _seed_everything(
+                (self.seed % 2**32, self.rank, epoch, self._worker_id))
+
+    def __call__(self, worker_id: int) -> None:
+        if self.init_fn is not None:
+            self.init_fn(worker_id)
+        self._worker_id, self._seeded_epoch = worker_id, None
+        dataset = get_worker_info().dataset
+        if not hasattr(type(dataset), '__getitem__'):
+            print_log(
+                f'{type(dataset).__name__} is not a map-style dataset: its '
+                'workers are seeded once, not per epoch.',
+                logger='current',
+                level=logging.WARNING)
+            return
+        cls, methods = type(dataset), {}
+        for name in ('__getitem__', '__getitems__'):
+            if getattr(cls, name, None) is not None:
+                methods[name] = self._reseeding(getattr(cls, name))
+        # this worker's own copy of the dataset, so the main process's
+        # dataset and the other workers' are untouched
+        dataset.__class__ = type(cls.__name__, (cls, ), methods)
+
+    def _reseeding(self, method: Callable) -> Callable:
+
+        def reseed_then_load(dataset, index):
+            self.reseed_if_new_epoch()
+            return method(dataset, index)
+
+        return reseed_then_load
+
+
+def seed_workers_per_epoch(dataloader, seed: int,
+                           rank: int) -> Optional[EpochSeededWorkers]:
+    """Make ``dataloader``'s workers seed themselves per epoch.
+
+    Wraps its ``worker_init_fn`` in :class:`EpochSeededWorkers` and gives it
+    a generator of its own: a dataloader draws its workers' base seed from
+    the global torch generator each time it starts them, which persistent
+    workers do once per run, so a resumed run would draw once more than the
+    uninterrupted one.
+
+    Args:
+        dataloader (DataLoader): A dataloader whose workers have not started.
+        seed (int): The run's seed.
+        rank (int): This process's rank.
+
+    Returns:
+        EpochSeededWorkers, optional: The new ``worker_init_fn``, or None
+        when the dataloader loads in the main process (``num_workers=0``),
+        whose generators :class:`RNGStateHook` saves and restores.
+    """
+    if getattr(dataloader, 'num_workers', 0) == 0:
+        return None
+    if getattr(dataloader, '_iterator', None) is not None:
+        print_log(
+            'The training dataloader was iterated before training started: '
+            'its persistent workers run with the seeds they started with, '
+            'not seeded per epoch, so a resumed run draws other '
+            'augmentations than the uninterrupted one.',
+            logger='current',
+            level=logging.WARNING)
+        return None
+    init_fn = dataloader.worker_init_fn
+    if isinstance(init_fn, EpochSeededWorkers):
+        return init_fn
+    workers = EpochSeededWorkers(init_fn, seed, rank)
+    dataloader.worker_init_fn = workers
+    generator = torch.Generator()
+    generator.manual_seed(seed % 2**63)
+    dataloader.generator = generator
+    return workers
 
 
 def saves_iter_checkpoint(runner) -> bool:
@@ -106,13 +235,28 @@ class RNGStateHook(Hook):
     rank (as earlier versions did), with a warning. Resuming on more ranks
     than the checkpoint's restores ranks below its world size and leaves
     the others with this run's seed, with a warning.
+
+    The training dataloader's workers (``num_workers > 0``) draw from
+    generators of their own, which no checkpoint can hold. With
+    ``seed_workers=True`` they are seeded at the start of every epoch from
+    ``(seed, rank, epoch, worker_id)`` (:class:`EpochSeededWorkers`), so
+    that a resumed epoch draws the augmentations of the uninterrupted run's,
+    persistent workers included (mmengine seeds a worker once, when it
+    starts: persistent workers of a resumed run would start epoch ``e``
+    with the streams of epoch 0).
+
+    Args:
+        seed_workers (bool): Seed the training dataloader's workers per
+            epoch. Defaults to True.
     """
 
     # before CheckpointHook (VERY_LOW) in after_train_iter, after the
     # hooks that draw random numbers in before_train
     priority = 'LOW'
 
-    def __init__(self) -> None:
+    def __init__(self, seed_workers: bool = True) -> None:
+        self.seed_workers = seed_workers
+        self._workers: Optional[EpochSeededWorkers] = None
         self._loaded = None
         # ([(epoch, iter) of the checkpoints it is for], states)
         self._gathered = None
@@ -177,6 +321,14 @@ class RNGStateHook(Hook):
         self._loaded = states[rank] if rank < len(states) else None
 
     def before_train(self, runner) -> None:
+        if self.seed_workers:
+            self._workers = seed_workers_per_epoch(runner.train_dataloader,
+                                                   runner.seed, get_rank())
         state, self._loaded = self._loaded, None
         if state is not None:
             _set_rng_state(state)
+
+    def before_train_epoch(self, runner) -> None:
+        # before the loop iterates the dataloader for this epoch
+        if self._workers is not None:
+            self._workers.set_epoch(runner.epoch)

@@ -36,9 +36,11 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
     bank's rows recorded so far in the epoch, kept through the resumed
     ``before_train_epoch``, see :attr:`resumed_batches`), a run resumed
     inside an epoch gives every rank the losses and the prototypes of the
-    uninterrupted run, bit for bit (with ``persistent_workers=False``, or
-    ``num_workers=0``: persistent workers' streams run on across epochs,
-    which no resume restores).
+    uninterrupted run, bit for bit, with or without dataloader workers,
+    persistent ones included: :class:`RNGStateHook` seeds the workers at
+    the start of each epoch from ``(seed, rank, epoch, worker_id)``, and
+    the skipped batches' loading advances their streams as the
+    uninterrupted run's.
 
     ``k`` is the count of batches done that this loop writes into the
     runtime information (``epoch_batches_done``, saved with the message
