@@ -321,9 +321,10 @@ class RNGStateHook(Hook):
         self._loaded = states[rank] if rank < len(states) else None
 
     def before_train(self, runner) -> None:
-        if self.seed_workers:
-            self._workers = seed_workers_per_epoch(runner.train_dataloader,
-                                                   runner.seed, get_rank())
+        loader = getattr(runner, 'train_dataloader', None)
+        if self.seed_workers and loader is not None:
+            self._workers = seed_workers_per_epoch(loader, runner.seed,
+                                                   get_rank())
         state, self._loaded = self._loaded, None
         if state is not None:
             _set_rng_state(state)
