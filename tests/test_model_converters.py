@@ -1,6 +1,7 @@
 """Backbone export: key mappings against the real torchvision / timm models."""
 import sys
 
+import numpy as np
 import pytest
 import timm
 import torch
@@ -178,3 +179,158 @@ def test_tool(tmp_path, monkeypatch):
             }), bad)
     with pytest.raises(ValueError, match='Not a self-supervised checkpoint'):
         run(str(bad), str(out))
+
+
+# ---------------------------------------------------------------------------
+# detectron2: a re-implementation of the names and computation of
+# detectron2/modeling/backbone/resnet.py (BasicStem, BasicBlock,
+# BottleneckBlock with stride_in_1x1=False, stages res2..res5) with its
+# FrozenBatchNorm2d (detectron2/layers/batch_norm.py: four buffers, eps 1e-5)
+
+
+class D2FrozenBN(torch.nn.Module):
+
+    def __init__(self, channels):
+        super().__init__()
+        for name in ('weight', 'bias', 'running_mean', 'running_var'):
+            self.register_buffer(name, torch.zeros(channels))
+
+    def forward(self, x):
+        scale = self.weight * (self.running_var + 1e-5).rsqrt()
+        bias = self.bias - self.running_mean * scale
+        return x * scale[None, :, None, None] + bias[None, :, None, None]
+
+
+class D2Conv(torch.nn.Conv2d):
+    """detectron2's ``Conv2d``: a conv without bias, then ``norm``."""
+
+    def __init__(self, cin, cout, k, stride=1):
+        super().__init__(cin, cout, k, stride, padding=k // 2, bias=False)
+        self.norm = D2FrozenBN(cout)
+
+    def forward(self, x):
+        return self.norm(super().forward(x))
+
+
+class D2Block(torch.nn.Module):
+
+    def __init__(self, cin, cout, stride, bottleneck):
+        super().__init__()
+        mid = cout // 4 if bottleneck else cout
+        self.shortcut = D2Conv(cin, cout, 1, stride) if cin != cout else None
+        if bottleneck:  # the stride in the 3x3 conv
+            self.convs = [(1, cin, mid, 1), (3, mid, mid, stride),
+                          (1, mid, cout, 1)]
+        else:
+            self.convs = [(3, cin, cout, stride), (3, cout, cout, 1)]
+        for i, (k, a, b, s) in enumerate(self.convs, 1):
+            self.add_module(f'conv{i}', D2Conv(a, b, k, s))
+
+    def forward(self, x):
+        out = x
+        for i in range(1, len(self.convs) + 1):
+            out = getattr(self, f'conv{i}')(out)
+            if i < len(self.convs):
+                out = out.relu()
+        short = x if self.shortcut is None else self.shortcut(x)
+        return (out + short).relu()
+
+
+class D2ResNet(torch.nn.Module):
+
+    def __init__(self, depth):
+        super().__init__()
+        blocks = {18: (2, 2, 2, 2), 50: (3, 4, 6, 3)}[depth]
+        bottleneck = depth >= 50
+        self.stem = torch.nn.Module()
+        self.stem.conv1 = D2Conv(3, 64, 7, 2)
+        cin = 64
+        for i, n in enumerate(blocks):
+            cout = 64 * 2**i * (4 if bottleneck else 1)
+            stage = torch.nn.Sequential(
+                *(D2Block(cin if j == 0 else cout, cout,
+                          2 if j == 0 and i else 1, bottleneck)
+                  for j in range(n)))
+            self.add_module(f'res{i + 2}', stage)
+            cin = cout
+
+    def forward(self, x):
+        x = torch.nn.functional.max_pool2d(
+            self.stem.conv1(x).relu(), kernel_size=3, stride=2, padding=1)
+        for i in range(2, 6):
+            x = getattr(self, f'res{i}')(x)
+        return x
+
+
+def with_bn_statistics(model):
+    """The model's own (He) initialisation, BatchNorm weights and statistics
+    away from the identity: activations stay O(1) through the depth."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for k, v in model.state_dict().items():
+            bn = 'bn' in k or 'downsample.1' in k
+            if k.endswith('running_var') or bn and k.endswith('weight'):
+                v.copy_(1 + 0.2 * torch.rand_like(v))
+            elif k.endswith(('running_mean', 'bias')):
+                v.copy_(0.1 * torch.randn_like(v))
+    model.eval()  # mmpretrain's ResNet.train() returns None
+    return model
+
+
+@pytest.mark.parametrize('depth', [18, 50])
+def test_detectron2_round_trip(depth, tmp_path, monkeypatch):
+    """``extract_backbone.py --format detectron2`` writes what detectron2's
+    ``DetectionCheckpointer`` reads from a ``.pkl`` (as MoCo's and HCSC's
+    convert-pretrain-to-detectron2.py do): numpy arrays under ``model`` in
+    detectron2's ResNet names, which load into detectron2's ResNet with
+    every key and shape and give the MMPretrain backbone's features; the
+    names map back to the same MMPretrain weights."""
+    import pickle
+
+    from hirl_mm.utils.model_converters import detectron2_resnet_to_mmpretrain
+    mm = with_bn_statistics(ResNet(depth=depth))
+    src, out = tmp_path / 'epoch_1.pth', tmp_path / 'd2' / 'r.pkl'
+    torch.save(ssl_checkpoint(mm), src)
+    tool = load_tool('tools/model_converters/extract_backbone.py')
+    monkeypatch.setattr(
+        sys, 'argv',
+        ['extract_backbone.py',
+         str(src),
+         str(out), '--format', 'detectron2'])
+    tool.main()
+    with open(out, 'rb') as f:
+        saved = pickle.load(f, encoding='latin1')  # as detectron2 reads it
+    assert set(saved) == {'model', '__author__', 'matching_heuristics'}
+    assert saved['matching_heuristics'] is True
+    weights = saved['model']
+    assert all(isinstance(v, np.ndarray) for v in weights.values())
+    d2 = D2ResNet(depth).eval()
+    ref = d2.state_dict()
+    assert sorted(weights) == sorted(ref)
+    assert all(weights[k].shape == tuple(ref[k].shape) for k in ref)
+    for k in ('stem.conv1.weight', 'stem.conv1.norm.running_var',
+              'res2.0.conv1.norm.weight', 'res3.0.shortcut.weight',
+              'res3.0.shortcut.norm.bias', 'res5.1.conv2.weight'):
+        assert k in weights, k
+    tensors = {k: torch.from_numpy(v) for k, v in weights.items()}
+    d2.load_state_dict(tensors, strict=True)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(d2(x), mm(x)[-1], rtol=1e-5, atol=1e-5)
+    back = detectron2_resnet_to_mmpretrain(weights)
+    own = {
+        k: v
+        for k, v in mm.state_dict().items()
+        if not k.endswith('num_batches_tracked')
+    }
+    assert sorted(back) == sorted(own)
+    assert all(torch.equal(back[k], own[k]) for k in own)
+
+
+def test_detectron2_refuses_other_backbones():
+    from mmpretrain.models import ResNetV1c
+    with pytest.raises(ValueError, match='deep-stem'):
+        convert_backbone(ssl_checkpoint(ResNetV1c(depth=18)), 'detectron2')
+    mm, _ = tiny_pair()
+    with pytest.raises(ValueError, match='Not a ResNet backbone'):
+        convert_backbone(ssl_checkpoint(mm), 'detectron2')

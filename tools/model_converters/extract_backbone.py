@@ -11,15 +11,20 @@ Examples::
     python tools/model_converters/extract_backbone.py CKPT OUT \
         --format torchvision
     python tools/model_converters/extract_backbone.py CKPT OUT --format timm
+    # detectron2 ResNet (.pkl: MODEL.WEIGHTS, RESNETS.STRIDE_IN_1X1 False)
+    python tools/model_converters/extract_backbone.py CKPT r50.pkl \
+        --format detectron2
 """
 import argparse
 import os
 import os.path as osp
+import pickle
 
 import torch
 
 import hirl_mm
-from hirl_mm.utils.model_converters import FORMATS, convert_backbone
+from hirl_mm.utils.model_converters import (FORMATS, convert_backbone,
+                                            detectron2_checkpoint)
 
 
 def parse_args():
@@ -32,7 +37,7 @@ def parse_args():
         choices=FORMATS,
         default='mmpretrain',
         help='key names of the output: mmpretrain (also mmdet / mmseg), '
-        'torchvision (ResNet) or timm (ViT)')
+        'torchvision (ResNet), timm (ViT) or detectron2 (ResNet, .pkl)')
     parser.add_argument(
         '--keep-prefix',
         action='store_true',
@@ -53,6 +58,9 @@ def main():
         torch.save(
             dict(state_dict=state, meta=dict(source=args.checkpoint)),
             args.out)
+    elif args.format == 'detectron2':  # what DetectionCheckpointer reads
+        with open(args.out, 'wb') as f:
+            pickle.dump(detectron2_checkpoint(state), f)
     else:  # what torchvision / timm models' load_state_dict take
         torch.save(state, args.out)
     print(f'{len(state)} {args.format} tensors -> {args.out}')
