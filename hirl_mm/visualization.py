@@ -243,6 +243,51 @@ def plot_prototype_stats(scalars: Dict[str, Dict[int, float]],
     return out_file
 
 
+def plot_online_evaluation(scalars: Dict[str, Dict[int, float]],
+                           out_file: str) -> Optional[str]:
+    """The online linear probe's top-1 (and the kNN monitor's) over the
+    epochs of a pre-training run, and the probe's loss.
+
+    Args:
+        scalars (dict): ``{key: {epoch: value}}`` from :func:`read_scalars`:
+            :class:`OnlineLinearProbeHook`'s ``online_probe/top1`` and
+            ``online_probe/loss``, the ``FeatureValLoop``'s ``knn/top1_*``.
+        out_file (str): The PNG file.
+
+    Returns:
+        str, optional: ``out_file``, or None when the run logged no probe
+        and no kNN top-1 (nothing is written).
+    """
+    accuracies = sorted(
+        k for k in scalars
+        if k == 'online_probe/top1' or k.startswith('knn/top1_'))
+    if not accuracies:
+        return None
+    losses = [k for k in ('online_probe/loss', ) if k in scalars]
+    plt = _plt()
+    fig, axes = plt.subplots(
+        1,
+        1 + len(losses),
+        figsize=(4.5 * (1 + len(losses)), 3.6),
+        squeeze=False)
+    for ax, keys, title in zip(axes[0], (accuracies, losses),
+                               ('top-1 (%)', 'online probe loss')):
+        for key in keys:
+            epochs = sorted(scalars[key])
+            ax.plot(
+                epochs, [scalars[key][e] for e in epochs],
+                marker='o',
+                ms=3,
+                label=key)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel('epoch')
+        ax.legend(fontsize=6, loc='best')
+    fig.tight_layout()
+    fig.savefig(out_file, dpi=100)
+    plt.close(fig)
+    return out_file
+
+
 def visualize_hirl(model,
                    dataset_cfg: dict,
                    out_dir: str,

@@ -41,6 +41,8 @@ def toy_cfg(work_dir,
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1)
     cfg.randomness = dict(seed=seed, deterministic=True)
     cfg.log_level = 'WARNING'
+    # the embedded configs' kNN monitor (Fashion-MNIST): off at toy size
+    cfg.val_dataloader = cfg.val_evaluator = cfg.val_cfg = None
     if cfg.model.type in ('HIRL', 'HCSC'):
         cfg.model.num_clusters = list(num_clusters)
         for hook in cfg.custom_hooks:

@@ -3,7 +3,7 @@
 _base_ = '../mocov2/mocov2_resnet18_1xb64-coslr-10e_fmnist.py'
 
 model = dict(type='HCSC', num_clusters=[100, 20, 5])
-custom_hooks = [
+custom_hooks = _base_.custom_hooks + [
     dict(type='HierarchicalPrototypeHook', warmup_epochs=3,
          pipeline=_base_.feat_pipeline, batch_size=256)
 ]

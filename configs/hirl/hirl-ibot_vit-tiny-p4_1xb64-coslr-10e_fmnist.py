@@ -13,7 +13,7 @@ model = dict(
     neck=dict(type='HIRLNeck', in_channels=256, num_layers=2),
     head=dict(type='SPDHead', num_neg_path=100))
 
-custom_hooks = [
+custom_hooks = _base_.custom_hooks + [
     dict(type='HierarchicalPrototypeHook', warmup_epochs=3,
          pipeline=_base_.feat_pipeline, batch_size=256)
 ]

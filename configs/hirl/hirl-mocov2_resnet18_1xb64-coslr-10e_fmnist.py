@@ -11,7 +11,7 @@ model = dict(
     head=dict(type='SPDHead', num_neg_path=100),
     loss_weight=1.0)
 
-custom_hooks = [
+custom_hooks = _base_.custom_hooks + [
     dict(type='HierarchicalPrototypeHook', warmup_epochs=3,
          pipeline=_base_.feat_pipeline, batch_size=256)
 ]

@@ -36,7 +36,7 @@ model = dict(
 lr = 0.05
 optim_wrapper = dict(
     paramwise_cfg=dict(custom_keys={'predictor': dict(fix_lr=True)}))
-custom_hooks = [
+custom_hooks = _base_.custom_hooks + [
     dict(type='SimSiamHook', priority='HIGH', fix_pred_lr=True, lr=lr)
 ]
 auto_scale_lr = dict(base_batch_size=64)

@@ -68,7 +68,7 @@ model = dict(
             num_crops=num_crops,
             num_prototypes=100)))
 
-custom_hooks = [
+custom_hooks = _base_.custom_hooks + [
     dict(
         type='SwAVHook',
         priority='VERY_HIGH',

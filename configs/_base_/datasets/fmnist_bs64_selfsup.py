@@ -41,3 +41,28 @@ train_dataloader = dict(
         split='train',
         subset_size=10000,
         pipeline=train_pipeline))
+
+# Progress while pre-training (docs/online_evaluation.md): a linear
+# classifier on the training steps' own backbone features (top-1 logged
+# every epoch) and a kNN monitor (k = 20) of 1000 held-out test images
+# against 2000 training images, every `train_cfg.val_interval` epochs.
+custom_hooks = [dict(type='OnlineLinearProbeHook')]
+val_dataloader = dict(
+    batch_size=256,
+    num_workers=2,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    collate_fn=dict(type='default_collate'),
+    dataset=dict(
+        type='KNNDataset',
+        bank=dict(
+            type=dataset_type,
+            split='train',
+            subset_size=2000,
+            pipeline=feat_pipeline),
+        query=dict(
+            type=dataset_type,
+            split='test',
+            subset_size=1000,
+            pipeline=feat_pipeline)))
+val_evaluator = dict(type='KNNAccuracy', ks=(20, ), topk=(1, ))
+val_cfg = dict(type='FeatureValLoop')
