@@ -1,5 +1,5 @@
 """Pictures of a hierarchical representation (matplotlib, PNG files)."""
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -9,6 +9,10 @@ def _plt():
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     return plt
+
+
+# a t-SNE panel with more colours has no legend
+MAX_LEGEND = 20
 
 
 def plot_embedding(feats: np.ndarray,
@@ -31,17 +35,23 @@ def plot_embedding(feats: np.ndarray,
     fig, axes = plt.subplots(1, len(labels), figsize=(6 * len(labels), 5.5))
     for ax, (level, lab) in zip(np.atleast_1d(axes), labels.items()):
         names = class_names.get(level)
-        for c in np.unique(lab):
+        classes = np.unique(lab)
+        # distinct colours up to 20 classes (the default cycle repeats at 10)
+        cmap = plt.get_cmap('tab20' if len(classes) > 10 else 'tab10')
+        for i, c in enumerate(classes):
             mask = lab == c
             ax.scatter(
                 xy[mask, 0],
                 xy[mask, 1],
                 s=4,
+                color=cmap(i % cmap.N),
                 label=names[c] if names is not None else str(c))
-        ax.set_title(f't-SNE coloured by {level} label')
+        kind = f'{level} label' if level in ('fine', 'coarse') else level
+        ax.set_title(f't-SNE coloured by {kind}')
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.legend(markerscale=3, fontsize=7, loc='best')
+        if len(classes) <= MAX_LEGEND:
+            ax.legend(markerscale=3, fontsize=7, loc='best')
     fig.tight_layout()
     fig.savefig(out_file, dpi=100)
     plt.close(fig)
@@ -49,14 +59,19 @@ def plot_embedding(feats: np.ndarray,
 
 
 def plot_prototype_tree(paths: np.ndarray, num_clusters: Sequence[int],
-                        coarse_labels: np.ndarray, coarse_names: Sequence[str],
+                        coarse_labels: Optional[np.ndarray],
+                        coarse_names: Optional[Sequence[str]],
                         out_file: str) -> List[np.ndarray]:
     """The learned tree: levels as rows (root level on top), an edge from
     each cluster to its parent, node area = cluster size, colour = the
-    majority coarse label of its images.
+    majority coarse label of its images (grey without coarse labels).
 
     Args:
         paths (np.ndarray): (N, L) cluster ids of every image per level.
+        num_clusters (Sequence[int]): Clusters per level.
+        coarse_labels (np.ndarray, optional): (N, ) coarse labels, or None.
+        coarse_names (Sequence[str], optional): Their names.
+        out_file (str): The PNG file.
 
     Returns:
         list[np.ndarray]: cluster sizes per level.
@@ -84,31 +99,85 @@ def plot_prototype_tree(paths: np.ndarray, num_clusters: Sequence[int],
                         color='0.7',
                         lw=0.5,
                         zorder=1)
-        majority = [
-            np.bincount(coarse_labels[paths[:, lvl] == c]).argmax()
-            for c in ids
-        ]
+        if coarse_labels is None:
+            colours = ['0.6'] * len(ids)
+        else:
+            colours = [
+                cmap(
+                    np.bincount(coarse_labels[paths[:, lvl] == c]).argmax() %
+                    10) for c in ids
+            ]
         area = 600 * sizes[lvl][ids] / sizes[lvl].max()
         ax.scatter(
             xs[lvl][ids],
             np.full(len(ids), y),
             s=area + 5,
-            c=[cmap(m % 10) for m in majority],
+            c=colours,
             zorder=2,
             edgecolors='k',
             linewidths=0.3)
-    for i, name in enumerate(coarse_names):
-        ax.scatter([], [], color=cmap(i % 10), label=name)
+    if coarse_labels is not None:
+        names = coarse_names if coarse_names is not None else [
+            str(c) for c in range(int(coarse_labels.max()) + 1)
+        ]
+        for i, name in enumerate(names):
+            ax.scatter([], [], color=cmap(i % 10), label=name)
+        ax.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1, 1))
+        colour = 'colour: majority coarse label'
+    else:
+        colour = 'no coarse labels: uncoloured'
     ax.set_yticks(range(num_levels))
-    ax.set_yticklabels(
-        [f'level {y} ({num_clusters[y]})' for y in range(num_levels)])
+    ax.set_yticklabels([
+        f'level {y} ({int((sizes[y] > 0).sum())} of {num_clusters[y]})'
+        for y in range(num_levels)
+    ])
     ax.set_xticks([])
-    ax.set_title('Learned prototype tree (colour: majority coarse label)')
-    ax.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1, 1))
+    ax.set_title('Learned prototype tree: non-empty clusters per level, '
+                 f'node area = cluster size, {colour}')
     fig.tight_layout()
     fig.savefig(out_file, dpi=100)
     plt.close(fig)
     return sizes
+
+
+def gallery_rows(feats: np.ndarray,
+                 centroids: Sequence[np.ndarray],
+                 paths: np.ndarray,
+                 num_protos: int = 4,
+                 num_images: int = 8) -> List[Tuple[int, int, np.ndarray]]:
+    """The images of :func:`plot_prototype_gallery`'s rows.
+
+    Level by level (level 0 first), the ``num_protos`` largest clusters;
+    a row holds the cluster's own images nearest its prototype (cosine of
+    the L2-normalised features), nearest first, at most ``num_images``,
+    none shown in a row above: no image appears twice, and a cluster of
+    5 images shows at most 5.
+
+    Args:
+        feats (np.ndarray): (N, D) L2-normalised prototype features.
+        centroids (Sequence[np.ndarray]): (K_l, D) prototypes per level.
+        paths (np.ndarray): (N, L) cluster ids of every image per level.
+        num_protos (int): Rows per level. Defaults to 4.
+        num_images (int): Images per row at most. Defaults to 8.
+
+    Returns:
+        list[tuple]: ``(level, cluster, image indices)`` per row.
+    """
+    if len(feats) != len(paths):
+        raise ValueError(f'{len(feats)} features but {len(paths)} '
+                         'prototype paths: both must index the same images')
+    rows, shown = [], np.zeros(len(feats), bool)
+    for lvl, cent in enumerate(centroids):
+        sizes = np.bincount(paths[:, lvl], minlength=len(cent))
+        for c in np.argsort(-sizes, kind='stable')[:num_protos]:
+            members = np.flatnonzero((paths[:, lvl] == c) & ~shown)
+            if not len(members):
+                continue
+            sim = feats[members] @ cent[c]
+            row = members[np.argsort(-sim, kind='stable')[:num_images]]
+            shown[row] = True
+            rows.append((lvl, int(c), row))
+    return rows
 
 
 def plot_prototype_gallery(feats: np.ndarray,
@@ -117,38 +186,46 @@ def plot_prototype_gallery(feats: np.ndarray,
                            img_paths: Sequence[str],
                            out_file: str,
                            num_protos: int = 4,
-                           num_images: int = 8) -> np.ndarray:
-    """Nearest images (cosine) of the ``num_protos`` largest prototypes per
-    level; one row per prototype.
+                           num_images: int = 8) -> List[np.ndarray]:
+    """One row per prototype: the images of its cluster nearest to it
+    (see :func:`gallery_rows`), captioned ``level l, #c: n images`` (its
+    level, its cluster id and the cluster's size).
 
     Returns:
-        np.ndarray: (L * num_protos, num_images) image indices shown.
+        list[np.ndarray]: the image indices of each row.
     """
     import cv2
     plt = _plt()
-    rows, titles = [], []
-    for lvl, cent in enumerate(centroids):
-        sizes = np.bincount(paths[:, lvl], minlength=len(cent))
-        for c in np.argsort(-sizes)[:num_protos]:
-            sim = feats @ cent[c]
-            rows.append(np.argsort(-sim)[:num_images])
-            titles.append(f'L{lvl} #{c} ({sizes[c]})')
-    rows = np.array(rows)
+    rows = gallery_rows(feats, centroids, paths, num_protos, num_images)
+    sizes = [np.bincount(paths[:, lvl]) for lvl in range(paths.shape[1])]
+    cols = max(len(r) for _, _, r in rows)
     fig, axes = plt.subplots(
         len(rows),
-        rows.shape[1],
-        figsize=(rows.shape[1], len(rows) * 1.05),
+        cols,
+        figsize=(max(cols, 6), len(rows) * 1.05 + 0.6),
         squeeze=False)
-    for r, idx in enumerate(rows):
-        for j, i in enumerate(idx):
-            ax = axes[r, j]
-            ax.imshow(cv2.imread(img_paths[i])[..., ::-1])
+    for (lvl, c, idx), ax_row in zip(rows, axes):
+        for ax in ax_row:
             ax.axis('off')
-        axes[r, 0].set_title(titles[r], fontsize=6, loc='left')
+        for ax, i in zip(ax_row, idx):
+            img = cv2.imread(img_paths[i])
+            if img is None:
+                ax.text(0.5, 0.5, 'unreadable', ha='center', fontsize=6)
+            else:
+                ax.imshow(img[..., ::-1])
+        ax_row[0].set_title(
+            f'level {lvl}, #{c}: {sizes[lvl][c]} images',
+            fontsize=6,
+            loc='left')
+    fig.suptitle(
+        f'Largest {num_protos} clusters per level: each row shows up to '
+        f'{num_images} of the cluster\'s images, nearest its prototype '
+        'first, none repeated',
+        fontsize=7)
     fig.tight_layout()
     fig.savefig(out_file, dpi=100)
     plt.close(fig)
-    return rows
+    return [r for _, _, r in rows]
 
 
 # Panels of :func:`plot_prototype_stats`: title and the key fragments of the
@@ -236,11 +313,25 @@ def plot_prototype_stats(scalars: Dict[str, Dict[int, float]],
                 label=key.split('/', 1)[-1])
         ax.set_title(title, fontsize=9)
         ax.set_xlabel('epoch')
+        _integer_epochs(ax, [e for key in keys for e in scalars[key]])
         ax.legend(fontsize=6, loc='best')
     fig.tight_layout()
     fig.savefig(out_file, dpi=100)
     plt.close(fig)
     return out_file
+
+
+def _integer_epochs(ax, epochs: Sequence[int]) -> None:
+    """Epoch ticks at whole epochs: each epoch drawn when there are few
+    (a single one gets a unit either side), else integer-valued ticks."""
+    from matplotlib.ticker import MaxNLocator
+    epochs = sorted(set(epochs))
+    if len(epochs) <= 12:
+        ax.set_xticks(epochs)
+        if len(epochs) == 1:
+            ax.set_xlim(epochs[0] - 1, epochs[0] + 1)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def plot_online_evaluation(scalars: Dict[str, Dict[int, float]],
@@ -288,24 +379,73 @@ def plot_online_evaluation(scalars: Dict[str, Dict[int, float]],
     return out_file
 
 
+def read_run_scalars(work_dir: str,
+                     prefix: str = '') -> Dict[str, Dict[int, float]]:
+    """The scalars of every start of a run in ``work_dir`` (resumed ones
+    included), merged.
+
+    mmengine writes one ``<timestamp>/vis_data/scalars.json`` per start;
+    they are read oldest first, a later record at the same position winning
+    (see :func:`read_scalars`).
+
+    Args:
+        work_dir (str): The run's work dir (its checkpoints' folder).
+        prefix (str): Keep the keys that start with it. Defaults to ''.
+
+    Returns:
+        dict: ``{key: {position: value}}``, empty when none is found.
+    """
+    import glob
+    import os.path as osp
+    merged: Dict[str, Dict[int, float]] = {}
+    for path in sorted(
+            glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
+        for key, series in read_scalars(path, prefix).items():
+            merged.setdefault(key, {}).update(series)
+    return merged
+
+
 def visualize_hirl(model,
                    dataset_cfg: dict,
                    out_dir: str,
                    max_samples: Optional[int] = 2000,
-                   batch_size: int = 256) -> Dict[str, str]:
-    """All three pictures of a (HIRL) model on a training set config.
+                   batch_size: int = 256,
+                   scalars: Optional[Dict[str, Dict[int, float]]] = None,
+                   notes: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """The pictures of a (HIRL) model on a training set config.
 
-    The t-SNE uses backbone features of at most ``max_samples`` images; the
-    tree and the gallery use the model's prototypes (only for a
-    :class:`HierarchicalPrototypeMixin` whose tree is built), whose
-    assignments index the same data set.
+    - ``tsne``: t-SNE of the backbone features of at most ``max_samples``
+      images, a panel per label the samples carry (fine, coarse); without
+      labels, coloured by the top level's prototype (or uncoloured).
+    - ``tree`` and ``gallery``: the model's prototypes, for a
+      :class:`HierarchicalPrototypeMixin` whose tree is built; their
+      assignments must index this data set. The tree is coloured by the
+      coarse labels when the samples carry them; the gallery needs none.
+    - ``prototype_stats``: :func:`plot_prototype_stats` of ``scalars`` (the
+      prototype hook's ``prototypes/`` scalars), when given and not empty.
+
+    Args:
+        model (nn.Module): The model, in eval mode.
+        dataset_cfg (dict): The training set with a deterministic pipeline.
+        out_dir (str): The picture folder.
+        max_samples (int, optional): Images in the t-SNE. Defaults to 2000.
+        batch_size (int): Batch size of the embedding. Defaults to 256.
+        scalars (dict, optional): ``{key: {epoch: value}}``, e.g. from
+            :func:`read_run_scalars`. Defaults to None.
+        notes (dict, optional): Filled with why a picture was not written
+            or was drawn without labels, by picture name. Defaults to None.
+
+    Returns:
+        dict: The written files by picture name.
     """
     import os.path as osp
 
     from mmengine.runner import Runner
 
-    from hirl_mm.engine import extract_backbone_features, extract_features
+    from hirl_mm.engine import extract_features
     from hirl_mm.models.utils import HierarchicalPrototypeMixin
+    from hirl_mm.utils import pooled_embedding
+    notes = {} if notes is None else notes
     loader = Runner.build_dataloader(
         dict(
             dataset=dataset_cfg,
@@ -315,30 +455,76 @@ def visualize_hirl(model,
             collate_fn=dict(type='default_collate')))
     dataset = loader.dataset
     meta = dataset.metainfo
-    out = extract_backbone_features(model, loader)
+    out = extract_features(
+        lambda inputs: pooled_embedding(model.extract_feat(inputs)[-1]),
+        loader,
+        model=model,
+        label_keys=('gt_label', 'coarse_label'),
+        dst=None)
+    feats = out['feats'].numpy()
+    paths = None
+    if not isinstance(model, HierarchicalPrototypeMixin):
+        why = f'{type(model).__name__} has no prototypes'
+        notes['tree'] = notes['gallery'] = why
+    elif model.prototype_epoch < 0:
+        why = ('the checkpoint holds no prototype tree (saved before the '
+               "prototype hook's warm-up ended)")
+        notes['tree'] = notes['gallery'] = why
+    else:
+        protos = model.prototypes
+        paths = protos.expand_paths(protos.assignments).cpu().numpy()
+        if len(paths) != len(dataset):
+            raise ValueError(
+                f'The prototypes were built for {len(paths)} images, the '
+                f'data set has {len(dataset)}: give the data set the model '
+                'was trained on.')
+
     rng = np.random.RandomState(0)
-    keep = np.sort(rng.permutation(len(out['feats']))[:max_samples])
-    labels = dict(fine=out['labels'][keep])
-    names = dict(fine=meta.get('classes'), coarse=meta.get('coarse_classes'))
-    if 'coarse_labels' in out:
-        labels['coarse'] = out['coarse_labels'][keep]
+    keep = np.sort(rng.permutation(len(feats))[:max_samples])
+    labels, names = {}, {}
+    for level, key, meta_key in (('fine', 'gt_label', 'classes'),
+                                 ('coarse', 'coarse_label', 'coarse_classes')):
+        if key in out:
+            labels[level] = out[key].numpy()[keep]
+            names[level] = meta.get(meta_key)
+    if not labels:
+        if paths is not None:
+            top = paths.shape[1] - 1
+            labels[f'level-{top} prototype'] = paths[keep, top]
+            notes['tsne'] = ('the data set has no labels: coloured by the '
+                             f'level-{top} prototype')
+        else:
+            labels['no label'] = np.zeros(len(keep), np.int64)
+            notes['tsne'] = 'the data set has no labels: uncoloured'
     files = dict(tsne=osp.join(out_dir, 'tsne.png'))
-    plot_embedding(out['feats'][keep], labels, names, files['tsne'])
-    if not isinstance(model, HierarchicalPrototypeMixin) or \
-            model.prototype_epoch < 0 or 'coarse_labels' not in out:
-        return files
-    protos = model.prototypes
-    paths = protos.expand_paths(protos.assignments).cpu().numpy()
-    files['tree'] = osp.join(out_dir, 'prototype_tree.png')
-    plot_prototype_tree(paths, protos.num_clusters, out['coarse_labels'],
-                        names['coarse'], files['tree'])
-    feats = extract_features(
-        model.extract_proto_feat, loader, model=model, dst=None)['feats']
-    img_paths = [
-        dataset.get_data_info(i)['img_path'] for i in range(len(dataset))
-    ]
-    files['gallery'] = osp.join(out_dir, 'prototype_gallery.png')
-    plot_prototype_gallery(feats.numpy(),
-                           [c.cpu().numpy() for c in protos.centroids], paths,
-                           img_paths, files['gallery'])
+    plot_embedding(feats[keep], labels, names, files['tsne'])
+
+    if paths is not None:
+        coarse = out['coarse_label'].numpy() if 'coarse_label' in out \
+            else None
+        if coarse is None:
+            notes['tree'] = ('the data set has no coarse labels: nodes '
+                             'uncoloured')
+        files['tree'] = osp.join(out_dir, 'prototype_tree.png')
+        plot_prototype_tree(paths, protos.num_clusters, coarse,
+                            meta.get('coarse_classes'), files['tree'])
+        proto_feats = extract_features(
+            model.extract_proto_feat, loader, model=model, dst=None)['feats']
+        img_paths = [
+            dataset.get_data_info(i)['img_path'] for i in range(len(dataset))
+        ]
+        files['gallery'] = osp.join(out_dir, 'prototype_gallery.png')
+        plot_prototype_gallery(proto_feats.numpy(),
+                               [c.cpu().numpy() for c in protos.centroids],
+                               paths, img_paths, files['gallery'])
+
+    if scalars is None:
+        notes['prototype_stats'] = 'no scalars given'
+    else:
+        stats = osp.join(out_dir, 'prototype_stats.png')
+        if plot_prototype_stats(scalars, stats):
+            files['prototype_stats'] = stats
+        else:
+            notes['prototype_stats'] = ('the run logged no prototype '
+                                        'statistics (`prototypes/` scalars)')
     return files
