@@ -137,6 +137,7 @@ _REGISTERED = {
     'HOOKS': {
         'HierarchicalPrototypeHook': dict(),
         'FiniteLossCheckHook': dict(),
+        'OnlineLinearProbeHook': dict(),
         'RNGStateHook': dict(),
         'SSPRLHook': dict(batch_size=32),
     },
