@@ -411,46 +411,72 @@ def test_tool_output_loads_in_the_knn_config(resnet, tmp_path, monkeypatch,
     assert check_load_from(model, str(dst)) == 1.0
 
 
+@pytest.fixture(scope='module')
+def imported_files(resnet, tmp_path_factory):
+    """``import_pretrained.py``'s files for an HCSC ResNet-50 and a DINO
+    ViT-B/16 (zeros: only names and shapes matter here)."""
+    with torch.device('meta'):
+        ref = RefViT(img_size=224, patch_size=16, dim=768, depth=12, heads=12)
+    vit_b = {k: torch.zeros(v.shape) for k, v in ref.state_dict().items()}
+    paths = {}
+    for case, ckpt in (('resnet', hcsc(resnet)), ('vit', vit_b)):
+        imported = import_pretrained(ckpt)
+        paths[case] = str(tmp_path_factory.mktemp(case) / 'imported.pth')
+        torch.save(
+            dict(state_dict={
+                f'backbone.{k}': v
+                for k, v in imported.state.items()
+            }), paths[case])
+    return paths
+
+
 @pytest.mark.parametrize('config, case', [
     ('knn/knn_resnet50_in1k.py', 'resnet'),
     ('linear/resnet50_linear-steplr-100e_in1k.py', 'resnet'),
     ('finetune/resnet50_semi-1pct-coslr-20e_in1k.py', 'resnet'),
     ('multilabel/resnet50_multilabel-linear-1xb32-coslr-100e_voc07.py',
      'resnet'),
+    ('mmdetection/mask-rcnn_r50_fpn_ms-1x_coco.py', 'resnet'),
+    ('mmdetection/mask-rcnn_r50-c4_ms-1x_coco.py', 'resnet'),
+    ('mmsegmentation/fcn_r50-d8_4xb4-20k_voc12aug-512x512.py', 'resnet'),
     ('knn/knn_vit-base-p16_in1k.py', 'vit'),
     ('linear/vit-base-p16_linear-8xb128-coslr-100e_in1k.py', 'vit'),
+    ('mmdetection/'
+     'mask-rcnn_vit-base-p16_simple-fpn_8xb8-amp-lsj-100e_coco.py', 'vit'),
+    ('mmsegmentation/upernet_vit-base-p16_8xb2-160k_ade20k-512x512.py', 'vit'),
 ])
-def test_imported_files_fill_the_evaluation_configs(resnet, config, case,
-                                                    tmp_path):
+def test_imported_files_fill_the_downstream_configs(imported_files, config,
+                                                    case):
     """The converted ResNet-50 / ViT-B/16 fill 100% of the backbones of the
-    configs of docs/model_zoo.md, through ``tools/test.py CKPT`` (kNN) or
-    ``--pretrained CKPT`` (the rest)."""
+    evaluation configs of docs/model_zoo.md and of the detection /
+    segmentation configs, through ``tools/test.py CKPT`` (kNN) or
+    ``--pretrained CKPT`` (the rest; the C4 head's extra norm is not in a
+    backbone)."""
     from mmengine.config import Config
+    from mmengine.registry import DefaultScope
 
     from hirl_mm.utils import check_pretrained_inits, pretrained_cfg_options
-    if case == 'resnet':
-        ckpt = hcsc(resnet)
-    else:
-        with torch.device('meta'):
-            ref = RefViT(
-                img_size=224, patch_size=16, dim=768, depth=12, heads=12)
-        ckpt = {k: torch.zeros(v.shape) for k, v in ref.state_dict().items()}
-    imported = import_pretrained(ckpt)
-    path = str(tmp_path / 'imported.pth')
-    torch.save(
-        dict(state_dict={
-            f'backbone.{k}': v
-            for k, v in imported.state.items()
-        }), path)
+    path = imported_files[case]
     cfg = Config.fromfile(f'{ROOT}/configs/benchmarks/{config}')
-    if 'knn' in config:
-        assert check_load_from(MODELS.build(cfg.model), path) == 1.0
-    else:
+    if config.startswith(('mmdetection', 'mmsegmentation')):
+        import hirl_mm.transfer  # noqa: F401
+    scope = cfg.get('default_scope', 'mmpretrain')
+    registry = MODELS
+    if scope == 'mmdet':
+        from mmdet.registry import MODELS as registry
+    elif scope == 'mmseg':
+        from mmseg.registry import MODELS as registry
+    with DefaultScope.overwrite_default_scope(scope):
+        if 'knn' in config:
+            assert check_load_from(registry.build(cfg.model), path) == 1.0
+            return
         cfg.merge_from_dict(
             dict(o.split('=', 1) for o in pretrained_cfg_options(cfg, path)))
-        assert check_pretrained_inits(MODELS.build(cfg.model)) == {
-            'backbone': 1.0
-        }
+        shares = check_pretrained_inits(registry.build(cfg.model))
+    assert shares.pop('backbone') == 1.0
+    if 'c4' in config:
+        assert 0.99 < shares.pop('roi_head.shared_head') < 1
+    assert shares == {}
 
 
 # ---------------------------------------------------------------------------
