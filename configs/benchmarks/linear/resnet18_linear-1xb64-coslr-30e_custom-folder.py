@@ -3,9 +3,11 @@
 #   DATA_ROOT=/my/images tools/train.py \
 #       configs/benchmarks/linear/resnet18_linear-1xb64-coslr-30e_custom-folder.py \
 #       --pretrained CKPT --cfg-options model.head.num_classes=10
-# Budget: 30 epochs of batch 64, i.e. 30 x ceil(N / 64) iterations for N
-# training images (570 for 1,200): it grows with the folder. Fewer
-# iterations underfit: 20 epochs of batch 256 are 100 on 1,200 images.
+# Budget: 30 epochs of batch 64 = 30 x ceil(N / 64) iterations for N train/
+# images (570 for 1,200), growing with the folder. Keep at least 500:
+# max_epochs = max(30, ceil(500 / ceil(N / 64))), e.g. 100 for 300 images
+# (docs/custom_data.md). 20 epochs of batch 256 are 100 iterations on
+# 1,200 images: an underfit probe.
 _base_ = [
     'mmpretrain::_base_/models/resnet18.py',
     '../../_base_/datasets/custom-folder_bs64_cls.py',

@@ -6,7 +6,7 @@
 #       configs/benchmarks/linear/resnet50_linear-8xb32-steplr-100e_custom-folder.py 8 \
 #       --pretrained CKPT --cfg-options model.head.num_classes=C
 # Budget: 100 x ceil(N / 256) iterations for N train/ images; keep at least
-# 600 (docs/custom_data.md). The flip is on, as in the reference: off with
+# 500 (docs/custom_data.md). The flip is on, as in the reference: off with
 # `train_dataloader.dataset.pipeline.2.prob=0.` where a flip changes the
 # class (digits, text).
 _base_ = './resnet50_linear-steplr-100e_in1k.py'
