@@ -109,3 +109,13 @@ def test_a_configs_training_images(folder, tmp_path_factory):
     assert len(paths) == 5
     bad = [p for p, _ in check_images.check_images(paths, 'header')]
     assert bad == expected
+
+
+def test_the_files_it_names_stop_mmpretrains_loader(folder):
+    """The reason to check: a training run stops at such a file."""
+    from mmcv.transforms import LoadImageFromFile
+    load = LoadImageFromFile()
+    assert load(dict(img_path=str(folder / 'b' / '2.jpg')))['img'] is not None
+    for path in _break(folder):
+        with pytest.raises(AssertionError, match='failed to load image'):
+            load(dict(img_path=path))

@@ -13,9 +13,12 @@ Modes:
   hold its end-of-image marker and a PNG its ``IEND`` chunk in its last
   bytes, which a truncated file lacks. Reads the first and last KiB of a
   file.
-- ``full``: Pillow decodes every pixel; a truncated or corrupt image is an
-  error (OpenCV, MMPretrain's default decoder, fills a truncated JPEG's
-  missing rows with grey and only prints a warning).
+- ``full``: Pillow decodes every pixel; a truncated image, or one whose
+  data is corrupt where Pillow's decoder notices, is an error.
+
+MMPretrain's ``LoadImageFromFile`` raises ``failed to load image`` on an
+empty, non-image or truncated file, which stops a training run when the
+file's turn comes.
 
 Every unreadable file is printed with the reason, one a line, and written
 to ``--out`` (tab-separated path and reason) when given; the exit status is
