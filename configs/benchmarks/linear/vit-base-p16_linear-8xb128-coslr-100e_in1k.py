@@ -22,3 +22,4 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', T_max=100, by_epoch=True, begin=0, end=100)
 ]
 train_cfg = dict(max_epochs=100)
+auto_scale_lr = dict(base_batch_size=1024)
