@@ -253,6 +253,7 @@ def folder_run(tmp_path_factory):
     return tmp
 
 
+@pytest.mark.slow
 def test_visualize_a_folder_without_coarse_labels(folder_run):
     vis = folder_run / 'vis'
     printed = _visualize(folder_run / 'cfg.py',
@@ -266,6 +267,7 @@ def test_visualize_a_folder_without_coarse_labels(folder_run):
     assert printed['prototype_stats'] == str(vis / 'prototype_stats.png')
 
 
+@pytest.mark.slow
 def test_visualize_options_and_reasons(folder_run):
     # no labels at all, by --cfg-options: t-SNE coloured by the top level
     vis = folder_run / 'vis_unlabelled'
