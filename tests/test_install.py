@@ -318,6 +318,7 @@ def test_clean_install_trains(tmp_path, fake_fmnist):
                     'test_dataloader.dataset.bank.subset_size=None',
                     'test_dataloader.num_workers=0', 'test_evaluator.0.ks=[5]')
     assert 'knn/top1_k5_fine' in out and 'clustering/nmi_coarse' in out, out
+    shutil.rmtree(venv)  # its own files besides the links; kept on failure
 
 
 def training_configs():
