@@ -35,28 +35,27 @@ PROBE = (
 # Appended to each documented command holding the key: toy budgets (2
 # pre-training epochs of 3 steps, prototypes in the second; probes of one
 # epoch). Each command holds exactly one key.
+# yapf: disable
 TOY = {
-    'export DATA_ROOT=':
-    '',
-    'CKPT=$(cat ':
-    '',
-    'tools/train.py configs/hirl/':
-    ('--cfg-options ' + NO_WORKERS + 'train_dataloader.batch_size=40 '
-     'train_cfg.max_epochs=2 param_scheduler.0.T_max=2 '
-     'param_scheduler.0.end=2 custom_hooks.1.warmup_epochs=1 '
-     'custom_hooks.1.num_workers=0 default_hooks.logger.interval=1'),
-    'configs/benchmarks/knn/': ('--cfg-options test_dataloader.num_workers=0'),
+    'export DATA_ROOT=': '',
+    'tools/check_images.py': '',
+    'CKPT=$(cat ': '',
+    'tools/train.py configs/hirl/': (
+        '--cfg-options ' + NO_WORKERS + 'train_dataloader.batch_size=40 '
+        'train_cfg.max_epochs=2 param_scheduler.0.T_max=2 '
+        'param_scheduler.0.end=2 custom_hooks.1.warmup_epochs=1 '
+        'custom_hooks.1.num_workers=0 default_hooks.logger.interval=1'),
+    'configs/benchmarks/knn/': '--cfg-options test_dataloader.num_workers=0',
     'configs/benchmarks/clustering/':
-    ('--cfg-options test_dataloader.num_workers=0'),
-    'configs/benchmarks/linear/':
-    '--cfg-options ' + PROBE,
-    'configs/benchmarks/finetune/':
-    '--cfg-options ' + PROBE,
-    'tools/analysis/visualize.py':
-    '--max-samples 60',
-    'tools/main_job.py': ('--epochs 2 --warmup 1 --seeds 0 --cfg-options ' +
-                          NO_WORKERS + 'train_dataloader.batch_size=40'),
+        '--cfg-options test_dataloader.num_workers=0',
+    'configs/benchmarks/linear/': '--cfg-options ' + PROBE,
+    'configs/benchmarks/finetune/': '--cfg-options ' + PROBE,
+    'tools/analysis/visualize.py': '--max-samples 60',
+    'tools/main_job.py': (
+        '--epochs 2 --warmup 1 --seeds 0 --cfg-options ' + NO_WORKERS +
+        'train_dataloader.batch_size=40'),
 }
+# yapf: enable
 CLASSES, TRAIN, VAL = 10, 12, 3  # images per class
 
 
@@ -96,8 +95,9 @@ def write_folder(root: str) -> None:
 def test_the_documented_commands_have_toy_budgets():
     commands = documented_commands()
     assert commands[0].startswith('export DATA_ROOT=')
-    for tool in ('tools/train.py', 'tools/test.py', 'tools/main_job.py',
-                 'tools/analysis/visualize.py', '--random-init'):
+    for tool in ('tools/check_images.py', 'tools/train.py', 'tools/test.py',
+                 'tools/main_job.py', 'tools/analysis/visualize.py',
+                 '--random-init'):
         assert any(tool in c for c in commands), tool
     for command in commands:
         with_toy_budget(command)
@@ -139,6 +139,38 @@ def test_evaluation_preprocesses_as_the_pretraining(monkeypatch):
                                              split), path
         # the deterministic crop of the pre-training's prototype hook
         assert datasets['val'].pipeline == pretrain.feat_pipeline, path
+
+
+def test_r50_evaluation_preprocesses_as_the_r50_pretraining(monkeypatch):
+    monkeypatch.setenv('DATA_ROOT', '/my/images')
+    pretrain = Config.fromfile(
+        osp.join(
+            ROOT, 'configs/hirl/'
+            'hirl-simsiam_resnet50_8xb64-coslr-200e_custom-folder.py'))
+    assert pretrain.train_dataloader.dataset.data_root == '/my/images'
+    for path in ('configs/benchmarks/knn/knn_resnet50_custom-folder.py',
+                 'configs/benchmarks/linear/'
+                 'resnet50_linear-8xb32-steplr-100e_custom-folder.py'):
+        cfg = Config.fromfile(osp.join(ROOT, path))
+        preprocessor = cfg.model.get('data_preprocessor') or \
+            cfg.data_preprocessor
+        for key in ('mean', 'std', 'to_rgb'):
+            assert preprocessor[key] == pretrain.data_preprocessor[key]
+        if 'knn' in path:
+            test = cfg.test_dataloader.dataset
+            datasets = dict(train=test.bank, val=test.query)
+        else:
+            datasets = dict(
+                train=cfg.train_dataloader.dataset,
+                val=cfg.val_dataloader.dataset)
+            assert cfg.train_dataloader.dataset.pipeline[2].type == \
+                'RandomFlip'  # the documented index
+        for split, dataset in datasets.items():
+            assert (dataset.type, dataset.data_root,
+                    dataset.data_prefix) == ('CustomDataset', '/my/images',
+                                             split), path
+        crop = datasets['val'].pipeline[2]
+        assert (crop.type, crop.crop_size) == ('CenterCrop', 224)
 
 
 def cfg_options(option: str) -> dict:
@@ -203,6 +235,9 @@ def test_walkthrough(tmp_path):
             for v in re.findall(metric + r': ([\d.]+)', s)
         ]
 
+    check, = [s for s in sections if 'tools/check_images.py' in s]
+    images = CLASSES * (TRAIN + VAL)
+    assert f'0 of {images} files unreadable' in check
     # kNN and clustering of the trained and the random-init backbone, the
     # clustering probe alone: fine labels (the class folders) only
     assert len(scores('configs/benchmarks/knn/', 'knn/top1_k20_fine')) == 2
