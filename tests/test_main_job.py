@@ -223,7 +223,9 @@ def test_whole_job_at_toy_size(tmp_path, fake_fmnist, monkeypatch):
     assert 0 < tree['largest_percent_per_level'][2] <= 100
     assert 0 <= run['knn_top1_fine'] <= 100
     pictures = run['pictures']
-    assert set(pictures) == {'tsne', 'tree', 'gallery', 'prototype_stats'}
+    assert set(pictures) == {
+        'tsne', 'tree', 'gallery', 'prototype_stats', 'online_evaluation'
+    }
     assert all(osp.isfile(p) for p in pictures.values())
     assert 'Command: `' in (work / 'report.md').read_text()
 

@@ -360,6 +360,9 @@ def build_cfg(name: str, args: argparse.Namespace, seed: int) -> Config:
         dataset.subset_size = args.subset
         if args.data_root:
             dataset.source_root = args.data_root
+            # the kNN monitor's subsets are of the embedded copy: off on
+            # another source (the job scores every run with kNN at the end)
+            cfg.val_dataloader = cfg.val_evaluator = cfg.val_cfg = None
     cfg.train_cfg.max_epochs = args.epochs
     for scheduler in cfg.param_scheduler:  # lr (and DINO's weight decay)
         if 'T_max' in scheduler:
@@ -532,6 +535,23 @@ def prototype_stats_picture(runner, out_file: str) -> Optional[str]:
     return None
 
 
+def online_evaluation_picture(runner, out_file: str) -> Optional[str]:
+    """Plot a run's online linear probe and kNN monitor over epochs.
+
+    Returns:
+        str, optional: ``out_file``, or None when the run logged neither.
+    """
+    from hirl_mm.visualization import plot_online_evaluation, read_scalars
+    logs = [osp.join(runner.log_dir, 'vis_data', 'scalars.json')] + sorted(
+        glob.glob(osp.join(runner.work_dir, '*', 'vis_data', 'scalars.json')),
+        reverse=True)
+    for path in logs:
+        picture = plot_online_evaluation(read_scalars(path), out_file)
+        if picture:
+            return picture
+    return None
+
+
 def run_one(name: str, args: argparse.Namespace, seed: int) -> dict:
     """Train, evaluate and picture one method with one seed; the row is
     also written to the run's ``result.json``."""
@@ -580,6 +600,10 @@ def run_one(name: str, args: argparse.Namespace, seed: int) -> dict:
                 'the run logged no `prototypes/` scalars: no '
                 'prototype_stats.png'
             ]
+    picture = online_evaluation_picture(
+        runner, osp.join(cfg.work_dir, 'online_evaluation.png'))
+    if picture:
+        row['pictures']['online_evaluation'] = picture
     with open(result_file, 'w') as f:
         json.dump(row, f, indent=2)
     return row
