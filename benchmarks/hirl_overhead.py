@@ -25,7 +25,7 @@ from mmengine.logging import MessageHub
 from mmengine.optim import OptimWrapper
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
-from mmpretrain.registry import MODELS
+from mmpretrain.registry import HOOKS, MODELS
 from mmpretrain.structures import DataSample
 
 import hirl_mm  # noqa: F401
@@ -139,7 +139,9 @@ def main():
     recording = MODELS.build(
         dict(hirl_cfg.model, data_preprocessor=hirl_cfg.data_preprocessor))
     recording.load_state_dict(hirl.state_dict())
-    recording.enable_memory_bank(args.images).recording = True
+    hook = HOOKS.build(hook_cfg)  # the hook's bank settings
+    recording.enable_memory_bank(args.images, hook.bank_momentum,
+                                 hook.bank_views).recording = True
 
     t_base, t_hirl, t_rec = step_times([base, hirl, recording], batch,
                                        args.steps)
@@ -157,17 +159,19 @@ def main():
         (iters * t_hirl + (t_extract + t_cluster) / interval) / epoch_base
         for interval in (1, 2, 5)
     }
+    # momentum rows record every epoch, the others the epoch before one
     rows['memory_bank'] = {
-        interval:
-        (iters *
-         (t_hirl +
-          (t_rec - t_hirl) / interval) + t_cluster / interval) / epoch_base
+        interval: (iters * (t_hirl + (t_rec - t_hirl) *
+                            (1 if hook.bank_momentum else 1 / interval)) +
+                   t_cluster / interval) / epoch_base
         for interval in (1, 2, 5)
     }
     result = dict(
         images=args.images,
         image_size=args.image_size,
         batch=bs,
+        bank_momentum=hook.bank_momentum,
+        bank_views=hook.bank_views,
         threads=torch.get_num_threads(),
         load_average=os.getloadavg()[0],
         kmeans_cfg=kmeans_cfg,

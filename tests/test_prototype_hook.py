@@ -25,12 +25,18 @@ class Recorder(Hook):
     priority = 'LOWEST'
 
     def __init__(self):
-        self.protos, self.loss_keys = {}, {}
+        self.protos, self.loss_keys, self.banks = {}, {}, {}
 
     def before_train_epoch(self, runner):
         model = runner.model
         self.protos[runner.epoch] = copy.deepcopy(
             model.prototypes.state_dict())
+        bank = model.memory_bank
+        if bank is not None:  # as the prototype hook left it
+            rows = [None, None]
+            if len(bank):
+                rows = [t.clone() for t in bank.rows()]
+            self.banks[runner.epoch] = (bank.recording, *rows)
 
     def after_train_iter(self, runner, batch_idx, data_batch, outputs):
         self.loss_keys.setdefault(runner.epoch, set()).update(outputs)
@@ -78,6 +84,52 @@ def test_hook_builds_prototypes_after_warmup(tmp_path):
     assert sorted(rec2.protos) == [1]
     for key, value in rec.protos[1].items():
         torch.testing.assert_close(rec2.protos[1][key], value)
+
+
+def bank_cfg(work_dir, max_epochs):
+    cfg = toy_cfg(work_dir, max_epochs=max_epochs, warmup_epochs=1)
+    for hook in cfg.custom_hooks:
+        if hook.type == 'HierarchicalPrototypeHook':
+            hook.update(
+                feature_source='memory_bank',
+                bank_momentum=0.5,
+                bank_views='all')
+    return cfg
+
+
+def test_momentum_bank_records_every_epoch_and_resumes_exactly(tmp_path):
+    """Clusterings before epochs 1 and 2: epochs 0 and 1 record, the rows
+    carry over (no reset), every epoch checkpoint holds them, and a run
+    resumed from epoch_1.pth records on from them to the same tree."""
+    _, rec = run(bank_cfg(tmp_path / 'straight', 3))
+    recording = {e: b[0] for e, b in rec.banks.items()}
+    assert recording == {0: True, 1: True, 2: False}
+    assert rec.banks[0][1] is None  # nothing recorded before epoch 0
+    # every image has its row from epoch 0 on, moved on by epoch 1
+    for epoch in (1, 2):
+        assert sorted(rec.banks[epoch][2].tolist()) == list(range(120))
+    order = [rec.banks[e][2].argsort() for e in (1, 2)]
+    moved = (rec.banks[1][1][order[0]] - rec.banks[2][1][order[1]]).norm(dim=1)
+    assert bool((moved > 1e-4).all())
+    for epoch in (1, 2, 3):  # the non-recording epoch's checkpoint too
+        ckpt = torch.load(
+            tmp_path / 'straight' / f'epoch_{epoch}.pth', weights_only=False)
+        assert ckpt['memory_bank']['sample_idx'].shape == (120, )
+    torch.testing.assert_close(
+        torch.load(tmp_path / 'straight' / 'epoch_2.pth',
+                   weights_only=False)['memory_bank']['feats'],
+        rec.banks[2][1])
+
+    _, resumed = run(
+        bank_cfg(tmp_path / 'resumed', 3),
+        resume_from=str(tmp_path / 'straight' / 'epoch_1.pth'))
+    for epoch in (1, 2):
+        for key, value in rec.protos[epoch].items():
+            assert torch.equal(resumed.protos[epoch][key], value), key
+        recording, feats, ids = resumed.banks[epoch]
+        assert recording == rec.banks[epoch][0]
+        assert torch.equal(ids, rec.banks[epoch][2])
+        assert torch.equal(feats, rec.banks[epoch][1])
 
 
 def test_cluster_counts_larger_than_data_fail_before_training(tmp_path):
@@ -192,6 +244,7 @@ def hook_runner(model, tmp_path, epoch, **hook_kwargs):
         model=model,
         epoch=epoch,
         iter=0,
+        max_epochs=cfg.train_cfg.max_epochs,
         cfg=cfg,
         train_dataloader=Runner.build_dataloader(cfg.train_dataloader),
         logger=MMLogger.get_current_instance(),
@@ -302,6 +355,9 @@ def test_hook_arguments_are_checked():
     with pytest.raises(ValueError, match='feature_source must be one of'):
         HOOKS.build(
             dict(type='HierarchicalPrototypeHook', feature_source='bank'))
+    for bad in (dict(bank_momentum=1.), dict(bank_views='both')):
+        with pytest.raises(ValueError, match=r'bank_momentum must be in'):
+            HOOKS.build(dict(type='HierarchicalPrototypeHook', **bad))
     hook = HOOKS.build(
         dict(type='HierarchicalPrototypeHook', kmeans_cfg=dict(nredo=1)))
     # the reference's settings unless overridden

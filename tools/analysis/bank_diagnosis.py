@@ -13,6 +13,11 @@ hook's tree ([100, 20, 5], the hook's k-means defaults) from each:
   the drift of the weights)
 - ``train, mean of 2 views``: the two views' unit projections averaged
 - ``eval, mean of 8 views``: eight augmented views averaged
+- ``train, 2 views, momentum m over E epochs``: the bank's default rows
+  (``bank_momentum=m``, ``bank_views='all'``) after E epochs of recording,
+  minus the drift: each epoch's mean of the two views' unit projections
+  (fresh augmentations) moves a row by ``v <- normalize(m v + (1 - m) f)``,
+  for m = 0.5 (NPID's, the default) and 0.9 from the same E epochs
 
 and scores each tree against the labels (NMI, level 0 vs fine and coarse,
 top level vs coarse) and its largest root. Runs are main-job run folders
@@ -37,6 +42,8 @@ VARIANTS = {  # name: (mode, views per pass, passes)
     'train, mean of 2 views': ('train', 2, 1),
     'eval, mean of 8 views': ('eval', 2, 4),
 }
+# the memory bank's momentum rows, from one series of training-mode epochs
+MOMENTA = (0.5, 0.9)
 
 
 def parse_args(argv=None):
@@ -45,7 +52,23 @@ def parse_args(argv=None):
     parser.add_argument(
         '--checkpoint', default='epoch_*.pth', help='the newest match is used')
     parser.add_argument('--seed', type=int, default=0)
-    return parser.parse_args(argv)
+    parser.add_argument(
+        '--momentum-epochs',
+        type=int,
+        default=5,
+        help='epochs of recording of the momentum rows (0: none)')
+    parser.add_argument(
+        '--skip',
+        nargs='*',
+        default=[],
+        choices=list(VARIANTS),
+        metavar='VARIANT',
+        help=f'variants left out, of {list(VARIANTS)}')
+    args = parser.parse_args(argv)
+    if args.momentum_epochs < 0:
+        parser.error('--momentum-epochs must be >= 0, got '
+                     f'{args.momentum_epochs}')
+    return args
 
 
 def load_run(run: str, checkpoint: str):
@@ -125,8 +148,20 @@ def diagnose(run: str, args) -> dict:
     feats, ids = extract_feature_shard(model.extract_proto_feat, plain, model)
     variants = {'extract': feats[ids.argsort()]}
     for name, (mode, views, passes) in VARIANTS.items():
-        model.train(mode == 'train')
-        variants[name] = augmented(model, train, views, passes)
+        if name not in args.skip:
+            model.train(mode == 'train')
+            variants[name] = augmented(model, train, views, passes)
+    model.train()
+    banks = {m: None for m in MOMENTA}  # N x D, sample order
+    for _ in range(args.momentum_epochs):
+        step = F.normalize(augmented(model, train, 2, 1), dim=1)
+        for m, row in banks.items():
+            banks[m] = step if row is None else F.normalize(
+                m * row + (1 - m) * step, dim=1)
+    for m, row in banks.items():
+        if row is not None:
+            variants[f'train, 2 views, momentum {m} over '
+                     f'{args.momentum_epochs} epochs'] = row
     kmeans_cfg = dict(DEFAULT_KMEANS_CFG, **hook.get('kmeans_cfg', {}))
     rows = {}
     for name, feats in variants.items():

@@ -19,6 +19,7 @@ from hirl_mm.clustering import (HierarchicalClustering, check_num_clusters,
                                 hierarchical_kmeans, normalize_rows_)
 from hirl_mm.models.utils import (HierarchicalPrototypeMixin,
                                   PrototypeMemoryBank)
+from hirl_mm.models.utils.memory_bank import RECORDED_VIEWS
 from hirl_mm.utils import broadcast_buffers, check_epoch_length
 from hirl_mm.utils.rank_errors import errors_on_all_ranks
 from ..feature_extractor import extract_feature_shard
@@ -143,29 +144,41 @@ class HierarchicalPrototypeHook(Hook):
       inference pass over the data set per clustering; use it to reproduce
       the reference, or when clustering rarely.
     - ``'memory_bank'`` (DeepCluster-v2, facebookresearch/swav
-      ``main_deepclusterv2.py``): in the epoch before a clustering the
-      model hands the features of the images it trains on to
-      ``model.record_proto_feat``, which keeps one row per image on each
-      rank's device; the next clustering uses them with no extra pass.
-      Images no rank trained on (``drop_last``) are re-embedded as with
+      ``main_deepclusterv2.py``, with NPID's momentum rows): the model
+      hands the features of the images it trains on to
+      ``model.record_proto_feat`` (``bank_views='all'``: of every global
+      view it projects in the prototypes' space; ``'first'``: of one view)
+      and :class:`PrototypeMemoryBank` keeps one row per image, moved
+      toward the mean of the step's views with ``bank_momentum``; the next
+      clustering uses the rows with no extra pass. With ``bank_momentum >
+      0`` (NPID: 0.5) every epoch that a clustering follows records, a
+      row averages its image's views over the epochs, and image ``i``
+      lives on rank ``i % world_size`` (each recording step all-gathers
+      the rows: O(world_size x B x D) per rank). With 0 (the default) a
+      row is the image's latest view on the rank that trained on it, and
+      only the epoch before a clustering records (DeepCluster-v2). Images no
+      rank has trained on (``drop_last``) are re-embedded as with
       ``'extract'``, split over the ranks; a bank that is empty (e.g.
       ``warmup_epochs=0``) falls back to ``'extract'`` for that clustering,
       with a log line. Use it when clustering often at scale (every epoch
-      at ImageNet size).
+      at ImageNet size); how its trees compare with the re-embedding's is
+      measured in docs/results.md.
 
-      An epoch checkpoint saved at the end of a recording epoch holds the
-      bank (``memory_bank``: every rank's rows with their sample ids and
-      owner rank), so ``--resume`` from it clusters exactly the rows the
-      uninterrupted run would. The cost, at such checkpoints only: the rows
+      An epoch checkpoint saved at the end of a recording epoch (with
+      ``bank_momentum > 0``, any epoch checkpoint) holds the bank
+      (``memory_bank``: every rank's rows with their sample ids and owner
+      rank), so ``--resume`` from it goes on with exactly the rows the
+      uninterrupted run has. The cost, at such checkpoints only: the rows
       are gathered to rank 0 (in chunks of 32 MB per rank, through the
       communication device) before ``CheckpointHook`` saves, and rank 0's
       memory and the checkpoint hold them as N x D float32 (655 MB for
-      ImageNet's 1.28M images x 128, MoCo v2), plus N int64 ids; on resume
-      every rank loads the checkpoint and keeps its own rows. A run resumed
-      on another number of ranks, or with another data set, re-embeds
-      (``'extract'``) for that clustering, with a log line. An iteration
-      checkpoint (``CheckpointHook(by_epoch=False)``) saved in a recording
-      epoch holds the rows recorded so far, gathered alike: resumed with
+      ImageNet's 1.28M images x 128, MoCo v2; 10.5 GB x 2048, SimSiam),
+      plus N int64 ids; on resume every rank loads the checkpoint and keeps
+      its own rows. A run resumed on another number of ranks, or with
+      another data set, re-embeds (``'extract'``) for the next clustering,
+      with a log line. An iteration checkpoint
+      (``CheckpointHook(by_epoch=False)``) saved in a recording epoch holds
+      the rows recorded so far, gathered alike: resumed with
       :class:`ResumableEpochBasedTrainLoop`, the epoch goes on recording
       from them.
 
@@ -192,6 +205,13 @@ class HierarchicalPrototypeHook(Hook):
         interval (int): Re-cluster every ``interval`` epochs. Defaults to 1.
         feature_source (str): ``'extract'`` or ``'memory_bank'``, see above.
             Defaults to ``'extract'``.
+        bank_momentum (float): With ``'memory_bank'``, the weight of a
+            row's past in each update, in [0, 1); 0 keeps the latest view
+            (DeepCluster-v2), NPID uses 0.5. Defaults to 0.
+        bank_views (str): With ``'memory_bank'``, what the model records:
+            ``'all'`` the global views a step projects in the prototypes'
+            space, averaged, or the ``'first'`` one. Defaults to
+            ``'first'``.
         pipeline (list[dict], optional): Deterministic feature pipeline.
             Defaults to resize 256, centre crop 224.
         batch_size (int, optional): Extraction batch size per rank.
@@ -209,6 +229,8 @@ class HierarchicalPrototypeHook(Hook):
                  warmup_epochs: int = 20,
                  interval: int = 1,
                  feature_source: str = 'extract',
+                 bank_momentum: float = 0.,
+                 bank_views: str = 'first',
                  pipeline: Optional[Sequence[dict]] = None,
                  batch_size: Optional[int] = None,
                  num_workers: Optional[int] = None,
@@ -216,12 +238,18 @@ class HierarchicalPrototypeHook(Hook):
         if feature_source not in FEATURE_SOURCES:
             raise ValueError(f'feature_source must be one of '
                              f'{FEATURE_SOURCES}, got {feature_source!r}.')
+        if not 0 <= bank_momentum < 1 or bank_views not in RECORDED_VIEWS:
+            raise ValueError(
+                f'bank_momentum must be in [0, 1) and bank_views one of '
+                f'{RECORDED_VIEWS}, got {bank_momentum} and {bank_views!r}.')
         if interval < 1 or warmup_epochs < 0:
             raise ValueError('interval must be >= 1 and warmup_epochs >= 0, '
                              f'got {interval} and {warmup_epochs}.')
         self.warmup_epochs = warmup_epochs
         self.interval = interval
         self.feature_source = feature_source
+        self.bank_momentum = bank_momentum
+        self.bank_views = bank_views
         self.pipeline = list(pipeline or DEFAULT_PIPELINE)
         self.batch_size = batch_size
         self.num_workers = num_workers
@@ -279,7 +307,8 @@ class HierarchicalPrototypeHook(Hook):
             _check_sample_idx(self.dataloader.dataset, 'feature pipeline')
         resumed_bank, self._resumed_bank = self._resumed_bank, None
         if self.feature_source == 'memory_bank':
-            bank = model.enable_memory_bank(len(train_set))
+            bank = model.enable_memory_bank(
+                len(train_set), self.bank_momentum, self.bank_views)
             if resumed_bank is not None:
                 self._load_bank(runner, bank, resumed_bank)
         self.labels = {}
@@ -300,13 +329,18 @@ class HierarchicalPrototypeHook(Hook):
             self.cluster(runner, model, epoch)
         bank = model.memory_bank
         self._bank_to_save = None
-        if bank is not None:
-            # resumed inside the epoch, the bank holds the rows the
-            # checkpoint carried, recorded in its first batches
+        if bank is not None and not bank.momentum:
+            # rows of the latest view: the epoch before each clustering
+            # records from scratch (resumed inside it, the bank holds the
+            # rows the checkpoint carried, recorded in its first batches)
             if not _resumed_inside_epoch(runner):
                 bank.reset()
-            # record the epoch before each clustering only
             bank.recording = self.is_clustering_epoch(epoch + 1)
+        elif bank is not None:
+            # momentum rows: every epoch that a clustering follows adds
+            bank.recording = any(
+                self.is_clustering_epoch(e)
+                for e in range(epoch + 1, runner.max_epochs))
 
     def after_train_iter(self,
                          runner: Runner,
@@ -331,7 +365,9 @@ class HierarchicalPrototypeHook(Hook):
         """Gather the recording bank's rows to rank 0 (a collective) when
         ``saves_now(runner)``, for the checkpoint of ``(epoch, iter)``."""
         bank = _ori_model(runner.model).memory_bank
-        if bank is None or not bank.recording or not saves_now(runner):
+        # momentum rows carry the earlier epochs: in every checkpoint
+        if bank is None or not (bank.recording or bank.momentum) or \
+                not saves_now(runner):
             return
         state = bank.gather_state(dst=0)
         if state is not None:
@@ -425,8 +461,8 @@ class HierarchicalPrototypeHook(Hook):
         extra = None
         if len(missing):
             runner.logger.info(
-                f'Re-embedding {len(missing)} images no rank trained on in '
-                'the last epoch (drop_last).')
+                f'Re-embedding {len(missing)} images the memory bank holds '
+                'no row of (no rank has trained on them: drop_last).')
             # An equal share of the leftovers on every rank, the shorter
             # ones padded with the first leftover (dropped after): the
             # forward passes, a collective with batch statistics, then
@@ -443,14 +479,19 @@ class HierarchicalPrototypeHook(Hook):
                 model.extract_proto_feat, loader, model=model)
             extra, extra_idx = extra[:len(share)], extra_idx[:len(share)]
         width = _common_width(feats, extra)
-        if extra is not None and len(extra):
-            # appended to the bank's rows: no copy of them
-            bank.record(
-                extra.to(feats) if feats is not None else extra, extra_idx)
+        if extra is not None:  # on every rank alike (missing is common)
+            extra = normalize_rows_(
+                extra.to(feats) if feats is not None else extra)
+            if bank.momentum and get_world_size() > 1:
+                # to the ranks that own the images (a collective)
+                bank.record(extra, extra_idx)
+            else:  # appended to the bank's rows: no copy of them
+                bank.record_owned(extra, extra_idx.to(extra.device))
+        if len(bank):
             feats, sample_idx = bank.rows()
-        elif feats is None:  # this rank holds no image at all
-            feats = extra[:0] if extra is not None else torch.zeros(
-                0, width, device=get_device())
+        else:  # this rank holds no image at all
+            feats = torch.zeros(0, width, device=get_device())
+            sample_idx = torch.zeros(0, dtype=torch.long)
         return feats, sample_idx
 
     def extract(

@@ -4,8 +4,9 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-from mmengine.dist import (all_gather, all_reduce, get_comm_device,
+from mmengine.dist import (all_gather, all_reduce, get_comm_device, get_rank,
                            get_world_size)
+from mmengine.logging import print_log
 from mmengine.model import BaseModel
 from mmpretrain.models.necks import SwAVNeck
 from mmpretrain.registry import MODELS
@@ -21,6 +22,11 @@ from ..utils.row_pairing import match_views, row_hashes, row_offset, tensors_in
 MOMENTUM_BRANCHES = ('encoder_k', 'momentum_encoder', 'target_net', 'teacher')
 # Prototype spaces of the online branch (``proto_branch`` values).
 ONLINE_BRANCHES = ('online', 'online_batch_stats', 'predictor')
+# What each online ``proto_branch`` projects with, for the build log.
+BRANCH_SPACES = dict(
+    online='`neck` after `backbone`, running statistics',
+    online_batch_stats='`neck` after `backbone`, batch statistics',
+    predictor='`head.predictor` of the online projection')
 # Necks that take a list of backbone outputs, one per crop resolution.
 MULTI_RESOLUTION_NECKS = (SwAVNeck, )
 
@@ -154,7 +160,8 @@ class HIRL(HierarchicalPrototypeMixin, BaseModel):
         self.loss_weight = loss_weight
         self.proj_module = proj_module
         self._find(proj_module, 'proj_module')
-        if proto_branch is None:
+        chosen = proto_branch is None
+        if chosen:
             proto_branch = next(
                 (b for b in MOMENTUM_BRANCHES if hasattr(base, b)), 'online')
         if proto_branch == 'predictor' and not hasattr(
@@ -173,6 +180,15 @@ class HIRL(HierarchicalPrototypeMixin, BaseModel):
                 "`proto_branch='online'` or 'online_batch_stats' (got "
                 f'{proto_branch!r}).')
         self.reassign_each_iter = reassign_each_iter
+        if get_rank() == 0:
+            space = BRANCH_SPACES.get(proto_branch,
+                                      f'`{proto_branch}` of the base')
+            print_log(
+                f'HIRL on {type(base).__name__}: the level MLPs embed the '
+                f'output of `{proj_module}`; the prototypes are built from '
+                f'proto_branch={proto_branch!r} ({space})'
+                f'{", chosen for this base" if chosen else ""}.',
+                logger='current')
 
         self.init_prototypes(num_clusters)
         self.hirl_neck = MODELS.build(
@@ -239,28 +255,31 @@ class HIRL(HierarchicalPrototypeMixin, BaseModel):
     def loss(self, inputs: List[torch.Tensor],
              data_samples: List[DataSample]) -> Dict[str, torch.Tensor]:
         recording = self._recording
+        # every view the step projects goes to the bank, or the first one
+        every = recording and self.memory_bank.views == 'all'
         calls, proj, branch = [], [], []
 
         def on_backbone(module, args, kwargs, out):
-            if not proj:  # the calls whose rows the projection may hold
+            if every or not proj:  # the calls the projections may hold
                 images = args[0] if args else next(iter(kwargs.values()))
                 calls.append((images, tensors_in(out)))
 
-        def first_call(store):
+        def capture(store, all_calls=False):
             return lambda m, args, out: store.append(
-                (tensors_in(args), _first_tensor(out))) if not store else None
+                (tensors_in(args), _first_tensor(out))) \
+                if all_calls or not store else None
 
         hooks = [
             self.base.backbone.register_forward_hook(
                 on_backbone, with_kwargs=True),
-            self._find(self.proj_module,
-                       'proj_module').register_forward_hook(first_call(proj))
+            self._find(self.proj_module, 'proj_module').register_forward_hook(
+                capture(proj, every))
         ]
         if recording and self.proto_branch not in ONLINE_BRANCHES[:2]:
             module = self._find(
                 'head.predictor' if self.proto_branch == 'predictor' else
                 self.proto_branch, 'proto_branch')
-            hooks.append(module.register_forward_hook(first_call(branch)))
+            hooks.append(module.register_forward_hook(capture(branch, every)))
         try:
             losses = self.base.loss(inputs, data_samples)
         finally:
@@ -283,7 +302,7 @@ class HIRL(HierarchicalPrototypeMixin, BaseModel):
         sample_idx = torch.as_tensor([ds.sample_idx for ds in data_samples],
                                      device=proj_out.device)
         if recording:
-            self._record(proj_out, rows, branch, views, sample_idx)
+            self._record(calls, proj, index, branch, views, sample_idx)
         if not self.prototypes.ready:
             return losses
 
@@ -353,41 +372,83 @@ class HIRL(HierarchicalPrototypeMixin, BaseModel):
         view = int(full[0])
         return view, index[view]
 
-    def _record(self, proj_out: torch.Tensor, rows: torch.Tensor, branch: list,
-                views: List[torch.Tensor], sample_idx: torch.Tensor) -> None:
-        """Hand this step's prototype-branch projections to the memory
-        bank."""
-        if self.proto_branch in ONLINE_BRANCHES[:2]:
-            feats = global_pool(proj_out)[rows]
-        elif not branch:
-            raise RuntimeError(
-                f'HIRL cannot record prototype features: `{self.proto_branch}`'
-                f' was not called by {type(self.base).__name__}.loss().')
-        elif self.proto_branch == 'predictor':
-            (pred_in, *_), pred_out = branch[0]
-            offset = row_offset(pred_in, proj_out)
-            if offset is None or int(rows.min()) < offset or \
-                    int(rows.max()) - offset >= len(pred_out):
-                raise RuntimeError(
-                    'HIRL cannot record prototype features: the first call '
-                    'of `head.predictor` does not predict from the rows of '
-                    'the captured online projection.')
-            feats = global_pool(pred_out)[rows - offset]
+    def _record(self, calls: list, proj: list, index: torch.Tensor,
+                branch: list, views: List[torch.Tensor],
+                sample_idx: torch.Tensor) -> None:
+        """Hand this step's prototype-branch rows to the memory bank, once:
+        of the view SPD embeds (``memory_bank.views == 'first'``) or of
+        every view of the first view's size that the step projects."""
+        every = self.memory_bank.views == 'all'
+        # (V, B) rows of each projection call, paired with the views
+        indices = [index] + [
+            self._pair_projection(calls, c_in, len(c_out), views)
+            for c_in, c_out in proj[1:]
+        ]
+        if not every:  # the paired view's rows of the first call
+            view = int((index >= 0).all(1).nonzero()[0, 0])
+            keep = torch.zeros_like(index, dtype=torch.bool)
+            keep[view] = True
+            indices = [index.where(keep, -1)]
+        else:  # global views only: multi-crop's small crops are not images
+            full = torch.tensor([v.shape == views[0].shape for v in views],
+                                device=index.device)
+            indices = [i.where(full[:, None], -1) for i in indices]
+        feats, ids = [], []
+        if self.proto_branch in ONLINE_BRANCHES:
+            for (c_in, c_out), rows in zip(proj, indices):
+                outs = global_pool(c_out)
+                found = rows >= 0  # V x B
+                if self.proto_branch == 'predictor':
+                    outs, predicted = self._predicted(c_out, branch, every)
+                    if not predicted[rows[found]].all():
+                        raise RuntimeError(
+                            'HIRL cannot record prototype features: the '
+                            'calls of `head.predictor` do not predict from '
+                            'the rows of the captured online projection.')
+                feats.append(outs[rows[found]])
+                ids.append(sample_idx.expand_as(rows)[found])
         else:
-            branch_in, branch_out = branch[0]
-            self._record_matched(
-                global_pool(branch_out), branch_in[0], views, sample_idx)
-            return
-        self.record_proto_feat(feats.detach(), sample_idx)
+            if not branch:
+                raise RuntimeError(f'HIRL cannot record prototype features: '
+                                   f'`{self.proto_branch}` was not called by '
+                                   f'{type(self.base).__name__}.loss().')
+            for branch_in, branch_out in branch:
+                f, i = self._matched(
+                    global_pool(branch_out), branch_in[0], views, sample_idx,
+                    every)
+                feats.append(f)
+                ids.append(i)
+        self.record_proto_feat(
+            torch.cat(feats).detach(),
+            torch.cat(ids).to(feats[0].device))
 
-    def _record_matched(self, feats: torch.Tensor, images: torch.Tensor,
-                        views: List[torch.Tensor],
-                        sample_idx: torch.Tensor) -> None:
-        """Record a momentum branch's rows by the sample their image is a
-        view of. Under several processes the images are paired against
-        every rank's views (MoCo's batch shuffle sends key images to other
-        ranks): an all-gather of O(B) hashes, never of images or features.
-        """
+    @staticmethod
+    def _predicted(proj_out: torch.Tensor, branch: list,
+                   every: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``head.predictor``'s outputs aligned with the rows of the
+        projection ``proj_out`` (R, D), and which rows it predicted (R, )."""
+        out = proj_out.new_zeros(len(proj_out), 0)
+        predicted = torch.zeros(
+            len(proj_out), dtype=torch.bool, device=proj_out.device)
+        for (pred_in, *_), pred_out in branch if every else branch[:1]:
+            offset = row_offset(pred_in, proj_out)
+            if offset is None or offset + len(pred_out) > len(proj_out):
+                continue
+            pred = global_pool(pred_out)
+            if not out.shape[1]:
+                out = pred.new_zeros(len(proj_out), pred.shape[1])
+            out[offset:offset + len(pred)] = pred
+            predicted[offset:offset + len(pred)] = True
+        return out, predicted
+
+    def _matched(self, feats: torch.Tensor, images: torch.Tensor,
+                 views: List[torch.Tensor], sample_idx: torch.Tensor,
+                 every: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+        """A momentum branch's rows and the samples their images are views
+        of: of every global view, or of each sample's lowest view. Under
+        several processes the images are paired against every rank's
+        views (MoCo's batch shuffle sends key images to other ranks): an
+        all-gather of O(B) hashes, never of images or features."""
         V, B = len(views), len(views[0])
         device = feats.device
         world_size = get_world_size()
@@ -395,15 +456,15 @@ class HIRL(HierarchicalPrototypeMixin, BaseModel):
             offset = next((o for o in (row_offset(images, v)
                                        for v in views) if o is not None), None)
             if offset is not None:
-                self.record_proto_feat(
-                    feats.detach(),
-                    sample_idx[offset:offset + len(images)].to(device))
-                return
+                return feats, sample_idx[offset:offset +
+                                         len(images)].to(device)
+        full = torch.tensor([v.shape == views[0].shape for v in views],
+                            device=device)
         table = torch.stack([
             torch.stack([row_hashes(v).to(device) for v in views]),
             sample_idx.to(device).expand(V, B),
             torch.arange(V, device=device)[:, None].expand(V, B),
-            torch.ones(V, B, dtype=torch.long, device=device)
+            full[:, None].expand(V, B).long()
         ]).flatten(1)  # 4 x VB: hash, sample, view, valid
         if world_size > 1:
             comm = get_comm_device()
@@ -421,10 +482,22 @@ class HIRL(HierarchicalPrototypeMixin, BaseModel):
                 f'HIRL cannot record prototype features: no image that '
                 f'reached `{self.proto_branch}` is one of the input views.')
         col = eq[found].int().argmax(1)
-        # the bank keeps an image's last row: the lowest view last
-        order = table[2, col].argsort(descending=True, stable=True)
-        self.record_proto_feat(feats[found[order]].detach(), table[1,
-                                                                   col[order]])
+        ids, view = table[1, col], table[2, col]
+        if not every and len(ids):  # each sample's lowest view only
+            lowest = view.new_full((int(ids.max()) + 1, ),
+                                   V).scatter_reduce(0, ids, view, 'amin')
+            keep = view == lowest[ids]
+            found, ids = found[keep], ids[keep]
+        return feats[found], ids
+
+    def _record_matched(self, feats: torch.Tensor, images: torch.Tensor,
+                        views: List[torch.Tensor],
+                        sample_idx: torch.Tensor) -> None:
+        """Record a momentum branch's rows by the sample their image is a
+        view of (:meth:`_matched`, each sample's lowest view)."""
+        # through the class: the method needs only `proto_branch` of self
+        self.record_proto_feat(
+            *HIRL._matched(self, feats, images, views, sample_idx, False))
 
     @staticmethod
     def _strip_base_prefix(module, state_dict, prefix, local_metadata):

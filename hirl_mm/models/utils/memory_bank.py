@@ -1,4 +1,4 @@
-"""Per-rank memory of the training pass's features (DeepCluster-v2)."""
+"""Per-rank memory of the training pass's features (DeepCluster-v2, NPID)."""
 from typing import Optional, Tuple, Union
 
 import torch
@@ -9,21 +9,33 @@ from mmengine.dist import (all_gather, all_reduce, gather, get_comm_device,
 # Rows per rank per collective of gather_state: its destination's device
 # holds world_size such chunks at a time, not the N x D matrix.
 GATHER_CHUNK_BYTES = 32 * 2**20
+RECORDED_VIEWS = ('first', 'all')
 
 
 class PrototypeMemoryBank:
-    """The L2-normalised features of the images this rank trained on.
+    """The L2-normalised features of the training images, one row per image.
 
     As DeepCluster-v2's memory bank (facebookresearch/swav,
     ``main_deepclusterv2.py``, ``init_memory`` and the ``local_memory_*``
-    updates of ``train``), but sized to what the rank actually trains on:
-    rows are appended the first time an image id is seen and overwritten
-    after, so a rank holds about N / world_size rows (ceil(N / world_size)
-    preallocated, grown by doubling if a sampler gives more) and never two
-    rows of one image, even when the sampler pads its shard with repeats
-    (``DefaultSampler(round_up=True)``). A lookup of N ints
-    maps an id to its row. The rows stay float32 whatever the training
-    precision: a clustering from a resumed bank is then exact.
+    updates of ``train``), with NPID's momentum rows (Wu et al. 2018, as
+    MMSelfSup's ``SimpleMemory``): each :meth:`record` averages the step's
+    unit rows of an image (the views of a step, or a sampler's padding
+    repeats) and moves the image's row toward that mean,
+    ``v <- normalize(momentum * v + (1 - momentum) * f)``; an image's first
+    row is ``f``. With ``momentum`` 0 a row is the latest step's.
+
+    Where a row lives: with ``momentum`` 0 on the rank that trained on the
+    image (an epoch's rows, about N / world_size per rank; ceil(N /
+    world_size) preallocated, grown by doubling if a sampler gives more).
+    With ``momentum > 0`` a row averages an image's views over the epochs,
+    whichever rank trained on it, so image ``i`` lives on rank
+    ``i % world_size``: under several ranks :meth:`record` all-gathers the
+    step's rows (``world_size x rows x (D + 2)`` float32 received per
+    rank, on the communication device) and each rank keeps those it owns,
+    at most ceil(N / world_size) rows (preallocated): 1.28M x 2048 float32
+    on 8 ranks is 1.31 GB per rank. A lookup of N ints maps an id to its
+    row. The rows stay float32 whatever the training precision: a
+    clustering from a resumed bank is then exact.
 
     Not a module, so not in the model's state dict: the prototype hook
     puts the rows in a checkpoint through :meth:`gather_state` (every
@@ -32,13 +44,28 @@ class PrototypeMemoryBank:
 
     Args:
         num_samples (int): Images in the training set, N.
+        momentum (float): Weight of a row's past in an update, in [0, 1).
+            Defaults to 0.
+        views (str): What the model records of a step: ``'first'``, the
+            rows of one view of every image, or ``'all'``, every view it
+            projects in the prototypes' space. Defaults to ``'first'``.
     """
 
-    def __init__(self, num_samples: int) -> None:
+    def __init__(self,
+                 num_samples: int,
+                 momentum: float = 0.,
+                 views: str = 'first') -> None:
         if num_samples <= 0:
             raise ValueError(
                 f'num_samples must be positive, got {num_samples}.')
+        if not 0 <= momentum < 1:
+            raise ValueError(f'momentum must be in [0, 1), got {momentum}.')
+        if views not in RECORDED_VIEWS:
+            raise ValueError(
+                f'views must be one of {RECORDED_VIEWS}, got {views!r}.')
         self.num_samples = num_samples
+        self.momentum = float(momentum)
+        self.views = views
         self.recording = False
         self.size = 0
         self.feats: Optional[torch.Tensor] = None  # capacity x D
@@ -56,29 +83,82 @@ class PrototypeMemoryBank:
 
     @torch.no_grad()
     def record(self, feats: torch.Tensor, sample_idx: torch.Tensor) -> None:
-        """Store (B, D) features of the training images ``sample_idx`` (B, ),
-        the latest one per image."""
+        """Update the rows of the training images ``sample_idx`` (B, ) with
+        their features (B, D); an id may repeat (e.g. one row per view).
+
+        With ``momentum > 0`` under several ranks a collective: every
+        rank calls it in every step that records, with its own batch
+        (which may be empty).
+        """
         if feats.dim() != 2 or sample_idx.shape != (len(feats), ):
             raise ValueError(
                 'record needs features (B, D) and sample ids (B, ), got '
                 f'{tuple(feats.shape)} and {tuple(sample_idx.shape)}.')
+        sample_idx = sample_idx.to(device=feats.device, dtype=torch.long)
+        error = None
+        if len(sample_idx):
+            low, high = int(sample_idx.min()), int(sample_idx.max())
+            if low < 0 or high >= self.num_samples:
+                error = (f'sample_idx {low if low < 0 else high} is out of '
+                         f'range for a memory bank of {self.num_samples} '
+                         'images.')
+        feats = F.normalize(feats.detach().float(), dim=1)
+        if self.momentum and get_world_size() > 1:
+            feats, sample_idx = self._owned(feats, sample_idx, error)
+        elif error:
+            raise IndexError(error)
+        self.record_owned(feats, sample_idx)
+
+    def _owned(self, feats: torch.Tensor, sample_idx: torch.Tensor,
+               error: Optional[str]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Every rank's rows of the images this rank owns (collectives);
+        an ``error`` of any rank raises on every rank."""
+        rank, world = get_rank(), get_world_size()
+        comm, device = get_comm_device(), feats.device
+        # the ids ride in the same message, their int64 bits as 2 floats
+        rows = torch.cat([sample_idx[:, None].view(torch.float32), feats], 1)
+        # the last batches may differ in rows, never in width: every rank
+        # gets the largest batch, the largest and the smallest width, and
+        # whether a rank's ids are out of range
+        head = torch.tensor(
+            [len(rows), rows.shape[1], -rows.shape[1],
+             int(error is not None)],
+            device=comm)
+        all_reduce(head, op='max')
+        num, dim, low, failed = (int(n) for n in head)
+        if failed:
+            raise IndexError(error or 'A sample_idx is out of range for a '
+                             f'memory bank of {self.num_samples} images on '
+                             'another rank.')
+        if dim != -low:
+            raise ValueError(
+                f'The memory bank is recording features of {-low - 2} to '
+                f'{dim - 2} dimensions on different ranks ({rows.shape[1] - 2}'
+                f' on rank {rank}).')
+        padded = torch.zeros(num, dim, device=comm)
+        padded[:len(rows), :rows.shape[1]] = rows.to(comm)
+        padded[len(rows):, :2] = torch.tensor([-1], dtype=torch.long).view(
+            torch.float32).to(comm)
+        rows = torch.cat(all_gather(padded)).to(device)  # world * num x dim
+        ids = rows[:, :2].contiguous().view(torch.long).flatten()
+        mine = (ids >= 0) & (ids % world == rank)
+        return rows[mine, 2:], ids[mine]
+
+    @torch.no_grad()
+    def record_owned(self, feats: torch.Tensor,
+                     sample_idx: torch.Tensor) -> None:
+        """:meth:`record` on this rank alone (no collective): unit rows
+        (B, D) of images ``sample_idx`` (B, ) this rank owns."""
         if not len(feats):
             return
         device = feats.device
-        sample_idx = sample_idx.to(device=device, dtype=torch.long)
-        low, high = int(sample_idx.min()), int(sample_idx.max())
-        if low < 0 or high >= self.num_samples:
-            raise IndexError(
-                f'sample_idx {low if low < 0 else high} is out of range for '
-                f'a memory bank of {self.num_samples} images.')
-        feats = F.normalize(feats.detach().float(), dim=1)
         if self.feats is None:
             self.row_of = torch.full((self.num_samples, ),
                                      -1,
                                      dtype=torch.long,
                                      device=device)
-            # a DefaultSampler gives a rank ceil(N / world) images: no
-            # growth (hence no transient copy) in the usual case
+            # a DefaultSampler gives a rank ceil(N / world) images, and a
+            # rank owns at most as many: no growth (no transient copy)
             self._resize(
                 max(len(feats), -(-self.num_samples // get_world_size())),
                 feats)
@@ -87,14 +167,12 @@ class PrototypeMemoryBank:
             raise ValueError(
                 f'The memory bank holds {self.feats.shape[1]}-d features on '
                 f'{self.feats.device}, got {feats.shape[1]}-d on {device}.')
-        # one row per image: the batch's last occurrence of an id wins
+        # one row per image: the direction of the mean of its unit rows
         ids, inverse = torch.unique(sample_idx, return_inverse=True)
-        last = ids.new_full(
-            (len(ids), ),
-            -1).scatter_reduce_(0, inverse,
-                                torch.arange(len(inverse), device=device),
-                                'amax')
-        feats = feats[last]
+        feats = F.normalize(
+            feats.new_zeros(len(ids),
+                            feats.shape[1]).index_add_(0, inverse, feats),
+            dim=1)
         rows = self.row_of[ids]
         new = rows < 0
         num_new = int(new.sum())
@@ -105,6 +183,12 @@ class PrototypeMemoryBank:
         rows[new] = torch.arange(self.size, self.size + num_new, device=device)
         self.row_of[ids[new]] = rows[new]
         self.ids[rows[new]] = ids[new]
+        if self.momentum:
+            old = rows[~new]
+            feats[~new] = F.normalize(
+                self.momentum * self.feats[old] +
+                (1 - self.momentum) * feats[~new],
+                dim=1)
         self.feats[rows] = feats
         self.size += num_new
 
@@ -121,10 +205,13 @@ class PrototypeMemoryBank:
         return self.feats[:self.size], self.ids[:self.size]
 
     def shard(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """This rank's rows after removing the images a lower rank holds.
+        """This rank's rows, every image on one rank, and the images no rank
+        holds.
 
         A collective: one all-reduce (MIN) of N ints on the communication
-        device names each image's owner, the lowest rank that holds it.
+        device names each image's owner, the lowest rank that holds it
+        (the only one, unless rows were loaded or recorded outside
+        :meth:`record`).
 
         Returns:
             tuple: ``feats`` (S, D) and their ``sample_idx`` (S, ), views

@@ -88,10 +88,20 @@ class HierarchicalPrototypeMixin(metaclass=ABCMeta):
         """The bank :meth:`record_proto_feat` fills; None unless enabled."""
         return self._memory_bank
 
-    def enable_memory_bank(self, num_samples: int) -> PrototypeMemoryBank:
+    def enable_memory_bank(self,
+                           num_samples: int,
+                           momentum: float = 0.,
+                           views: str = 'first') -> PrototypeMemoryBank:
         """Create (or keep) the memory bank of a training set of
         ``num_samples`` images; it records only while its ``recording``
         flag is set (by the hook).
+
+        Args:
+            num_samples (int): Images in the training set.
+            momentum (float): The bank's row momentum. Defaults to 0.
+            views (str): What :meth:`record_proto_feat` is handed: the rows
+                of the ``'first'`` view of each image, or of ``'all'`` the
+                views the step projects. Defaults to ``'first'``.
 
         Returns:
             PrototypeMemoryBank: The bank.
@@ -100,7 +110,11 @@ class HierarchicalPrototypeMixin(metaclass=ABCMeta):
         if bank is None or bank.num_samples != num_samples:
             # a plain attribute, not a sub-module: not in the state dict
             # (its rows are a rank's own); the hook checkpoints them
-            bank = self._memory_bank = PrototypeMemoryBank(num_samples)
+            bank = self._memory_bank = PrototypeMemoryBank(
+                num_samples, momentum, views)
+        else:  # the settings apply to the rows held
+            new = PrototypeMemoryBank(num_samples, momentum, views)
+            bank.momentum, bank.views = new.momentum, new.views
         return bank
 
     def record_proto_feat(self, feats: torch.Tensor,
@@ -108,10 +122,11 @@ class HierarchicalPrototypeMixin(metaclass=ABCMeta):
         """Hand the prototype-branch features of the training images to the
         memory bank (a no-op unless the hook is recording).
 
-        Call it in the training loss with the same features
-        :meth:`extract_proto_feat` would give (detached; they are
-        L2-normalised here), e.g. the momentum branch's projection of the
-        first view.
+        Call it once per training step in the loss, on every rank, with
+        the features :meth:`extract_proto_feat` would give (detached; they
+        are L2-normalised here), e.g. the momentum branch's projection of
+        the first view, or with ``memory_bank.views == 'all'`` of every
+        view (an id once per view: the bank averages them).
 
         Args:
             feats (torch.Tensor): (B, D) features.
