@@ -65,6 +65,14 @@ def main():
         help='side of the training views and of the re-embedded images '
         '(the configs: 32; ImageNet: 224)')
     parser.add_argument(
+        '--bank-momentum',
+        type=float,
+        help="the memory bank's momentum (default: the hook's)")
+    parser.add_argument(
+        '--bank-views',
+        choices=['first', 'all'],
+        help="what the bank records (default: the hook's)")
+    parser.add_argument(
         '--out',
         default=osp.join(ROOT, 'benchmarks', 'results', 'hirl_overhead.json'))
     args = parser.parse_args()
@@ -139,7 +147,9 @@ def main():
     recording = MODELS.build(
         dict(hirl_cfg.model, data_preprocessor=hirl_cfg.data_preprocessor))
     recording.load_state_dict(hirl.state_dict())
-    hook = HOOKS.build(hook_cfg)  # the hook's bank settings
+    given = dict(bank_momentum=args.bank_momentum, bank_views=args.bank_views)
+    given = {k: v for k, v in given.items() if v is not None}
+    hook = HOOKS.build(dict(hook_cfg, **given))  # else the hook's settings
     recording.enable_memory_bank(args.images, hook.bank_momentum,
                                  hook.bank_views).recording = True
 
