@@ -1,4 +1,6 @@
 """extract_features: sample_idx order, coverage, labels, and 2 gloo ranks."""
+import functools
+import io
 import os
 import socket
 
@@ -7,12 +9,13 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from mmengine.utils import ProgressBar
 from mmpretrain.structures import DataSample
 from torch.utils.data import DataLoader, Dataset
 from worker_exit import end_worker
 
 from hirl_mm.clustering import HierarchicalClustering
-from hirl_mm.engine import extract_features
+from hirl_mm.engine import extract_features, feature_extractor
 from hirl_mm.models.utils import HierarchicalPrototypes
 
 
@@ -70,6 +73,16 @@ def test_features_come_back_in_sample_order():
     assert torch.equal(out['feats'], torch.stack([idx, 2 * idx], 1) * 0.5)
     assert torch.equal(out['gt_label'], idx % 3)
     assert torch.equal(out['coarse_label'], idx % 2)
+
+
+def test_the_progress_bar_ends_its_line(monkeypatch):
+    out = io.StringIO()
+    monkeypatch.setattr(feature_extractor, 'ProgressBar',
+                        functools.partial(ProgressBar, file=out))
+    extract_features(
+        feat_fn, loader(Indexed(6), range(6), batch_size=2), progress=True)
+    text = out.getvalue()
+    assert '3/3' in text and text.endswith('\n')  # the next log starts clean
 
 
 def test_a_label_some_samples_lack_is_left_out():

@@ -231,6 +231,8 @@ def _embed_shard(
         filled += len(out)
         if bar is not None:
             bar.update()
+    if bar is not None:  # ends its line, as mmengine's track_progress does
+        bar.file.write('\n')
     if done < steps and world > 1:
         # keep step with the ranks that have more batches
         data = dataloader.collate_fn([dataloader.dataset[0]])
