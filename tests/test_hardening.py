@@ -143,3 +143,11 @@ def test_fuzz_spd_head_and_kmeans():
             neg.append(torch.from_numpy(parent)[neg[-1]])
         loss = head.loss(z, pos, cents, torch.stack(neg, dim=-1))
         assert torch.isfinite(loss) and loss >= 0
+
+
+@pytest.mark.parametrize('path, error, message',
+                         [('', ValueError, 'path is empty'),
+                          ('no/such.pth', FileNotFoundError, 'no/such.pth')])
+def test_a_missing_checkpoint_path_is_named(path, error, message):
+    with pytest.raises(error, match=message):
+        check_checkpoint(path)

@@ -51,6 +51,8 @@ def check_checkpoint(path: str) -> None:
     """Raise a clear error if ``path`` is missing or not a readable
     checkpoint (e.g. truncated by a crash), before any training starts."""
     import os.path as osp
+    if not path:  # e.g. `--pretrained $CKPT` with CKPT unset
+        raise ValueError('The checkpoint path is empty.')
     if not osp.isfile(path):
         raise FileNotFoundError(f'Checkpoint {path} does not exist.')
     try:
