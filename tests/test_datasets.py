@@ -154,6 +154,17 @@ def test_fashion_mnist_labels_and_hierarchy(fake_fmnist, tmp_path):
     assert len(test) == 20
 
 
+def test_another_fashion_mnist_copy_gets_its_own_cache(
+        fake_fmnist, tmp_path, monkeypatch):
+    monkeypatch.setenv('HIRL_MM_DATA', str(tmp_path / 'cache'))
+    fake = HierarchicalFashionMNIST(source_root=str(fake_fmnist))
+    assert len(fake) == 40
+    assert osp.basename(fake.data_root).startswith('fashion_mnist-')
+    # the default copy's cache stays its own, not the fake's images
+    default = HierarchicalFashionMNIST(lazy_init=True)
+    assert default.data_root == str(tmp_path / 'cache' / 'fashion_mnist')
+
+
 def test_fashion_mnist_images_load_through_the_pipeline(fake_fmnist, tmp_path):
     ds = HierarchicalFashionMNIST(
         source_root=str(fake_fmnist),

@@ -89,7 +89,7 @@ def test_two_ranks_train_and_cluster_like_one(tmp_path, feature_source):
             dict(type='ToyLossRecorder', out_file=str(work_dir / 'l.json')))
         out = train(cfg, work_dir, nproc=nproc)
         if feature_source == 'memory_bank':  # the bank fed the k-means
-            assert 'Re-embedding 5 images no rank trained on' in \
+            assert 'Re-embedding 5 images the memory bank holds no row' in \
                 out.stdout + out.stderr
         protos = torch.load(work_dir / 'epoch_2.pth')['state_dict']
         with open(work_dir / 'l.json') as f:

@@ -234,6 +234,7 @@ def folder_run(tmp_path_factory):
     patches = DATASETS.build(
         dict(
             type='PhotoPatches',
+            _scope_='mmpretrain',  # whatever scope an earlier test left
             split='train',
             num_train=8,
             num_test=2,

@@ -1,11 +1,12 @@
 import gzip
+import hashlib
 import os.path as osp
 from typing import Tuple
 
 import numpy as np
 from mmpretrain.registry import DATASETS
 
-from .generated import GeneratedDataset
+from .generated import GeneratedDataset, default_cache_root
 from .hierarchical import HierarchicalLabelsMixin
 
 DEBIAN_PATH = '/usr/share/datasets/fashion-mnist'
@@ -74,7 +75,9 @@ class HierarchicalFashionMNIST(HierarchicalLabelsMixin, GeneratedDataset):
 
     Args:
         source_root (str): Folder with the idx files. Defaults to
-            ``/usr/share/datasets/fashion-mnist``.
+            ``/usr/share/datasets/fashion-mnist``. Another folder's images
+            are cached under ``fashion_mnist-<hash of its path>`` unless
+            ``data_root`` is given.
         **kwargs: See :class:`GeneratedDataset`.
     """
 
@@ -87,6 +90,11 @@ class HierarchicalFashionMNIST(HierarchicalLabelsMixin, GeneratedDataset):
 
     def __init__(self, source_root: str = DEBIAN_PATH, **kwargs) -> None:
         self.source_root = source_root
+        source = osp.abspath(source_root)
+        if kwargs.get('data_root') is None and source != DEBIAN_PATH:
+            # another copy gets a cache of its own, never the Debian one's
+            digest = hashlib.sha1(source.encode()).hexdigest()[:8]
+            kwargs['data_root'] = default_cache_root(f'{self.NAME}-{digest}')
         super().__init__(**kwargs)
 
     def generate(self, split: str) -> Tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,7 @@ hook's tree ([100, 20, 5], the hook's k-means defaults) from each:
   the drift of the weights)
 - ``train, mean of 2 views``: the two views' unit projections averaged
 - ``eval, mean of 8 views``: eight augmented views averaged
-- ``train, 2 views, momentum m over E epochs``: the bank's default rows
+- ``train, 2 views, momentum m over E epochs``: the momentum bank's rows
   (``bank_momentum=m``, ``bank_views='all'``) after E epochs of recording,
   minus the drift: each epoch's mean of the two views' unit projections
   (fresh augmentations) moves a row by ``v <- normalize(m v + (1 - m) f)``,
