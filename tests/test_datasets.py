@@ -154,8 +154,8 @@ def test_fashion_mnist_labels_and_hierarchy(fake_fmnist, tmp_path):
     assert len(test) == 20
 
 
-def test_another_fashion_mnist_copy_gets_its_own_cache(
-        fake_fmnist, tmp_path, monkeypatch):
+def test_another_fashion_mnist_copy_gets_its_own_cache(fake_fmnist, tmp_path,
+                                                       monkeypatch):
     monkeypatch.setenv('HIRL_MM_DATA', str(tmp_path / 'cache'))
     fake = HierarchicalFashionMNIST(source_root=str(fake_fmnist))
     assert len(fake) == 40

@@ -256,7 +256,8 @@ def test_whole_job_at_toy_size(tmp_path, fake_fmnist, monkeypatch):
     rows = diag.diagnose(
         str(work / 'hirl-simsiam_seed0'), diag.parse_args(['unused']))
     assert list(rows) == ['extract'] + list(diag.VARIANTS) + [
-        f'train, 2 views, momentum {m} over 5 epochs' for m in diag.MOMENTA]
+        f'train, 2 views, momentum {m} over 5 epochs' for m in diag.MOMENTA
+    ]
     for row in rows.values():
         assert all(0 <= v <= 100 for v in row.values())
         assert row['largest root (%)'] >= 50  # 2 roots
