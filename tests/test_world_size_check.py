@@ -7,6 +7,8 @@ on purpose is declared in the tool's ``EXPECTED`` (HCSC's prototypical
 term, Barlow Twins' gradient scale) and checked to be reported as such.
 """
 import argparse
+import json
+import subprocess
 import sys
 
 import pytest
@@ -55,8 +57,20 @@ def _args(configs, options=()):
 
 
 @pytest.fixture(scope='module')
-def reports():
-    return {r['config']: r for r in world_size_check.check(_args(CONFIGS))}
+def reports(tmp_path_factory):
+    # the tool in a process of its own: its one-process reference must not
+    # inherit what earlier tests left in this process
+    out = tmp_path_factory.mktemp('world_size') / 'report.json'
+    subprocess.run([
+        sys.executable, f'{ROOT}/tools/world_size_check.py', *CONFIGS,
+        '--batch-size', '4', '--image-size', '64', '--out',
+        str(out)
+    ],
+                   cwd=ROOT,
+                   capture_output=True,
+                   timeout=900)
+    with open(out) as f:
+        return {r['config']: r for r in json.load(f)}
 
 
 @pytest.mark.slow
