@@ -88,12 +88,16 @@ def test_training_config(fake_fmnist):
     assert cfg.env_cfg.dist_cfg.backend == 'nccl'
     assert cfg.train_dataloader.batch_size == 256
 
-    args = main_job.parse_args(['--feature-source', 'memory_bank'])
+    args = main_job.parse_args([
+        '--feature-source', 'memory_bank', '--bank-momentum', '0.5',
+        '--bank-views', 'all'
+    ])
     hook, = [
         h for h in main_job.build_cfg('HIRL-MoCo v2', args, 0).custom_hooks
         if h.type == 'HierarchicalPrototypeHook'
     ]
-    assert hook.feature_source == 'memory_bank'
+    assert (hook.feature_source, hook.bank_momentum, hook.bank_views) == \
+        ('memory_bank', 0.5, 'all')
 
 
 def fake_run(method, seed, knn, nmi, tree=None):

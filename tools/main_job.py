@@ -145,6 +145,18 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         "training images, 'memory_bank' the features the training steps "
         'recorded')
     parser.add_argument(
+        '--bank-momentum',
+        type=float,
+        default=0.,
+        help='memory_bank: a row moves toward each new record by 1 - this '
+        "(NPID's bank, e.g. 0.5); 0 overwrites it (DeepCluster-v2's)")
+    parser.add_argument(
+        '--bank-views',
+        choices=['first', 'all'],
+        default='first',
+        help="memory_bank: record the step's first view, or the mean of all "
+        'its global views')
+    parser.add_argument(
         '--seeds',
         type=int,
         nargs='+',
@@ -374,7 +386,10 @@ def build_cfg(name: str, args: argparse.Namespace, seed: int) -> Config:
         if hook.type == 'HierarchicalPrototypeHook':
             hook.warmup_epochs = args.warmup
             hook.interval = args.interval
-            hook.feature_source = args.feature_source
+            hook.update(
+                feature_source=args.feature_source,
+                bank_momentum=args.bank_momentum,
+                bank_views=args.bank_views)
     if args.device == 'cuda':
         cfg.env_cfg.dist_cfg = dict(backend='nccl')
         cfg.train_dataloader.pin_memory = True
@@ -787,6 +802,11 @@ def report(results: List[dict],
     subset = 'all 60000' if args.subset is None else args.subset
     features = '' if args.feature_source == 'extract' else \
         f' (features: {args.feature_source})'
+    momentum = getattr(args, 'bank_momentum', 0)
+    if features and (momentum
+                     or getattr(args, 'bank_views', 'first') != 'first'):
+        features = (f'{features[:-1]}, momentum {momentum:g}, views '
+                    f'{args.bank_views})')
     folder = getattr(args, 'folder', None)
     if folder:
         data = (f'{args.data_root}: {folder["train"]} train/ images in '
