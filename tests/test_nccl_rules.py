@@ -162,39 +162,77 @@ def _free_port():
         return s.getsockname()[1]
 
 
-SOURCES = ('extract', 'memory_bank', 'empty_bank')
+SOURCES = ('extract', 'memory_bank', 'empty_bank', 'momentum_bank')
+MOMENTUM_BANK = dict(bank_momentum=0.5, bank_views='all')
 
 
-def _run_hook(tmp_path, source, ids_per_batch):
-    """Before_train + one clustering epoch of the hook on ChannelMeans; for
-    the memory bank, the "training epoch" before it records the given
+def _run_hook(tmp_path, source, rank, world):
+    """Before_train + clustering epochs of the hook on ChannelMeans.
+
+    The memory bank's "training epoch" before the clustering records
     batches of ids (features of the deterministic pipeline, so every source
-    clusters the same matrix)."""
+    clusters the same matrix). The momentum bank records two epochs, two
+    noisy views of each image per step (the noise a function of image,
+    view and epoch), and is clustered after each: its rows on ``world``
+    ranks must equal one process's that records the global batches.
+    """
     from test_prototype_hook import ChannelMeans, hook_runner
     model = ChannelMeans([4, 2])
     hook, runner = hook_runner(
         model,
         tmp_path,
         epoch=0,
-        feature_source='extract' if source == 'extract' else 'memory_bank')
+        feature_source='extract' if source == 'extract' else 'memory_bank',
+        **(MOMENTUM_BANK if source == 'momentum_bank' else {}))
     hook.before_train(runner)
     hook.before_train_epoch(runner)  # warm-up epoch 0: the bank records
     dataset = hook.dataloader.dataset
-    if source == 'memory_bank':
-        for ids in ids_per_batch:
-            inputs = torch.stack([dataset[i]['inputs'] for i in ids])
-            model.record_proto_feat(
-                model.extract_proto_feat(inputs), torch.tensor(ids))
-    runner.epoch = 1
     images = model.images
-    hook.before_train_epoch(runner)
+    epochs = 2 if source == 'momentum_bank' else 1
+    for epoch in range(epochs):
+        if source == 'memory_bank':
+            for ids in _epoch_batches(rank, world):
+                model.record_proto_feat(
+                    _features(dataset, ids), torch.tensor(ids))
+        elif source == 'momentum_bank':
+            for ids in _global_batches(rank, world):
+                feats = _features(dataset, ids)
+                views = [feats + _noise(ids, v, epoch) for v in (0, 1)]
+                model.record_proto_feat(
+                    torch.cat(views), torch.tensor(ids + ids))
+        runner.epoch = epoch + 1
+        hook.before_train_epoch(runner)
     return dict(
         protos={
             k: v.clone()
             for k, v in model.prototypes.state_dict().items()
         },
+        rows=hook_bank_rows(model),
         logged=runner.visualizer.logged,
         extracted=model.images - images)
+
+
+def hook_bank_rows(model):
+    """The memory bank's rows this rank holds, by ``sample_idx``."""
+    if model.memory_bank is None or not len(model.memory_bank):
+        return {}
+    feats, idx = model.memory_bank.rows()
+    return {int(i): f.clone() for i, f in zip(idx, feats)}
+
+
+def _features(dataset, ids):
+    """ChannelMeans' features of the images, not counted as re-embedded."""
+    inputs = torch.stack([dataset[i]['inputs'] for i in ids]).float()
+    return torch.nn.functional.normalize(inputs.mean((2, 3)), dim=1)
+
+
+def _noise(ids, view, epoch):
+    return torch.stack([
+        0.3 * torch.randn(
+            3,
+            generator=torch.Generator().manual_seed(100 * i + 10 * view +
+                                                    epoch)) for i in ids
+    ])
 
 
 def _epoch_batches(rank, world):
@@ -205,6 +243,13 @@ def _epoch_batches(rank, world):
     batches = [shard[i:i + 4] for i in range(0, len(shard) - 3, 4)]
     batches.append([shard[0], int(order[0]), int(order[1])])
     return batches
+
+
+def _global_batches(rank, world):
+    """This rank's part of 3 global steps of 8 of the 30 images (the
+    other 6 on no rank): one process records the whole steps."""
+    order = torch.randperm(30, generator=torch.Generator().manual_seed(1))
+    return [order[i:i + 8].tolist()[rank::world] for i in (0, 8, 16)]
 
 
 def _worker(rank, port, out_dir):
@@ -223,8 +268,7 @@ def _worker(rank, port, out_dir):
             results['cpu_gather'] = str(e)
         for source in SOURCES:
             results[source] = _run_hook(
-                Path(out_dir) / f'{source}_{rank}', source,
-                _epoch_batches(rank, 2))
+                Path(out_dir) / f'{source}_{rank}', source, rank, 2)
     torch.save(results, os.path.join(out_dir, f'{rank}.pth'))
     end_worker()
 
@@ -240,7 +284,7 @@ def two_ranks(tmp_path_factory):
 def one_rank(tmp_path_factory):
     out = tmp_path_factory.mktemp('one')
     return {
-        source: _run_hook(out / source, source, _epoch_batches(0, 1))
+        source: _run_hook(out / source, source, 0, 1)
         for source in SOURCES
     }
 
@@ -255,7 +299,8 @@ def test_the_simulation_rejects_a_cpu_tensor_in_a_collective(two_ranks):
 def test_two_ranks_cluster_like_one_under_nccl_rules(two_ranks, one_rank,
                                                      source):
     one = one_rank[source]['protos']
-    assert int(one['epoch']) == 1 and one['assignments'].shape == (30, )
+    epoch = 2 if source == 'momentum_bank' else 1
+    assert int(one['epoch']) == epoch and one['assignments'].shape == (30, )
     for rank in two_ranks:
         two = rank[source]['protos']
         assert torch.equal(two['assignments'], one['assignments'])
@@ -271,11 +316,21 @@ def test_two_ranks_cluster_like_one_under_nccl_rules(two_ranks, one_rank,
     if source == 'memory_bank':
         # 2 ranks x 3 batches of 4 (drop_last): 24 of 30 trained on
         assert sum(extracted) == 6 and one_rank[source]['extracted'] == 2
+    elif source == 'momentum_bank':
+        # 3 steps of 8 of 30: the other 6 re-embedded once, in equal shares
+        assert extracted == [3, 3] and one_rank[source]['extracted'] == 6
+        # image i's row on rank i % 2, equal to one process's
+        one_rows = one_rank[source]['rows']
+        assert sorted(one_rows) == list(range(30))
+        for r, rank in enumerate(two_ranks):
+            assert sorted(rank[source]['rows']) == list(range(r, 30, 2))
+            for i, row in rank[source]['rows'].items():
+                torch.testing.assert_close(row, one_rows[i])
     else:
         assert sum(extracted) == 30
     # only rank 0 logs
     assert two_ranks[1][source]['logged'] == {}
-    logged = two_ranks[0][source]['logged'][1]
+    logged = two_ranks[0][source]['logged'][1]  # step 1: runner.iter 0
     assert logged['prototypes/level0_nonempty'] <= 4
     assert 'prototypes/seconds_features' in logged
 
