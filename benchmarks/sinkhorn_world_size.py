@@ -32,6 +32,7 @@ import os.path as osp
 import sys
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, osp.join(ROOT, 'tools', 'dev'))
 sys.path.insert(0, osp.join(ROOT, 'tools'))
 
 

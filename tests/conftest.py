@@ -10,7 +10,7 @@ GPU_ON_CPU = 'HIRL_MM_GPU_TESTS_ON_CPU'
 
 def pytest_collection_modifyitems(config, items):
     """Skip ``gpu`` tests without CUDA, unless ``HIRL_MM_GPU_TESTS_ON_CPU=1``
-    runs them on the CPU (``tools/gpu_check.sh --cpu``)."""
+    runs them on the CPU (``tools/dev/gpu_check.sh --cpu``)."""
     if torch.cuda.is_available() or os.environ.get(GPU_ON_CPU) == '1':
         return
     skip = pytest.mark.skip(reason=f'needs CUDA ({GPU_ON_CPU}=1: on CPU)')

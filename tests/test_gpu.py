@@ -1,7 +1,7 @@
 """The model parts on CUDA: prototype buffers, SPD, HCSC terms, HIRL.
 
 Marked ``gpu``: skipped without CUDA; ``HIRL_MM_GPU_TESTS_ON_CPU=1`` runs
-them on the CPU (``tools/gpu_check.sh --cpu`` does). Each compares the
+them on the CPU (``tools/dev/gpu_check.sh --cpu`` does). Each compares the
 device against the CPU where the computation is deterministic.
 """
 import copy

@@ -150,13 +150,13 @@ _REGISTERED = {
         'PyramidPatches': dict(),
     },
 }
-# Data sets read or write data: they are built in tests/test_datasets.py and
-# tests/test_ssprl.py; here only their registration is checked.
+# Data sets read or write data: they are built in tests/test_datasets/test_datasets.py and
+# tests/test_models/test_algorithms/test_ssprl.py; here only their registration is checked.
 _DATASETS = ('HierarchicalFashionMNIST', 'HierarchicalCIFAR10',
              'HierarchicalCIFAR100', 'PhotoPatches', 'KNNDataset',
              'PhotoMosaics', 'COCOMultiLabel')
 # Built from a config elsewhere: DINO / iBOT need a ViT teacher and student
-# (tests/test_dino_ibot.py), SSPRL its pyramid (tests/test_ssprl.py).
+# (tests/test_models/test_algorithms/test_dino_ibot.py), SSPRL its pyramid (tests/test_models/test_algorithms/test_ssprl.py).
 _BUILT_ELSEWHERE = ('DINO', 'iBOT', 'SSPRL')
 
 
@@ -175,7 +175,7 @@ def test_every_registered_name_is_listed_here():
             expected |= set(_BUILT_ELSEWHERE)
         assert set(_own_names(getattr(reg, kind))) == expected, kind
     assert set(_own_names(reg.DATASETS)) == set(_DATASETS)
-    # built with an optimizer in tests/test_hirl_recipes.py
+    # built with an optimizer in tests/test_configs/test_hirl_recipes.py
     assert _own_names(
         reg.PARAM_SCHEDULERS) == ['PartialCosineAnnealingParamScheduler']
 

@@ -1,7 +1,7 @@
 """SyncBN on CPU processes, for the tools that run a config on gloo ranks.
 
 DDP refuses ``nn.SyncBatchNorm`` in a CPU module, so ``tools/rehearse.py``
-and ``tools/world_size_check.py`` use :class:`CPUSyncBatchNorm`: the same
+and ``tools/dev/world_size_check.py`` use :class:`CPUSyncBatchNorm`: the same
 arithmetic and collectives on CPU tensors. The leading underscore says the
 module is not a tool itself.
 """

@@ -3,7 +3,7 @@
 Trains MMPretrain's SimSiam and HIRL-SimSiam (ResNet-18, 32 px) on a seeded,
 class-balanced subset, prints the final losses and the prototype tree, then
 evaluates each final checkpoint through MMPretrain's test loop, as
-``tools/test.py configs/benchmarks/knn/knn_resnet18_fmnist.py CKPT`` does:
+``tools/test.py configs/downstream/knn/knn_resnet18_fmnist.py CKPT`` does:
 the registered ``KNNAccuracy`` (weighted kNN top-1, training subset as the
 memory bank) and ``ClusteringMetric`` (k-means NMI / AMI / ARI / Hungarian
 ACC) on the test split at the fine (10 classes) and coarse (4 classes)
@@ -84,7 +84,7 @@ FOLDER_METHODS = ('SimSiam', 'HIRL-SimSiam', 'MoCo v2', 'HIRL-MoCo v2', 'HCSC')
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif')
 # The evaluation: the trained backbone is swapped into its model, the
 # training subset and the test split into its KNNDataset.
-KNN_CONFIG = 'configs/benchmarks/knn/knn_resnet18_fmnist.py'
+KNN_CONFIG = 'configs/downstream/knn/knn_resnet18_fmnist.py'
 LEVELS = ('fine', 'coarse')
 TABLE_METRICS = ('knn_top1', 'nmi', 'ami', 'ari', 'acc')
 PAIRED_METRICS = tuple(f'{m}_{lvl}' for m in ('knn_top1', 'nmi', 'ari', 'acc')

@@ -28,7 +28,7 @@ CONFIGS = dict(
     'ssprl_resnet18_1xb32-mcrop-2-4-pyramid-2-3-coslr-10e_mosaics.py',
     hirl_swav='configs/hirl/'
     'hirl-swav_resnet18_1xb32-mcrop-2-4-coslr-10e_mosaics.py')
-PROBE = ('configs/benchmarks/multilabel/'
+PROBE = ('configs/downstream/multilabel/'
          'resnet18_multilabel-linear-coslr-20e_mosaics.py')
 METRICS = ('multi-label/mAP', 'multi-label/precision', 'multi-label/recall',
            'multi-label/f1-score')

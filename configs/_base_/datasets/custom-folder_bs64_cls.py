@@ -5,7 +5,7 @@
 # variable (mmengine substitutes it when it reads the config), read by the
 # custom-folder pre-training configs too. Pre-processing of those configs:
 # ImageNet's mean / std, the 64 px centre crop of their feat_pipeline
-# (tests/test_custom_data_walkthrough.py checks they agree).
+# (tests/test_tools/test_custom_data_walkthrough.py checks they agree).
 dataset_type = 'CustomDataset'
 data_root = '{{$DATA_ROOT:data/custom/}}'
 img_size = 64

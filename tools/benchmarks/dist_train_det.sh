@@ -1,7 +1,0 @@
-#!/usr/bin/env bash
-# Fine-tune an MMDetection config from a self-supervised checkpoint.
-# Usage: tools/benchmarks/dist_train_det.sh CONFIG PRETRAIN GPUS [train.py args]
-#   e.g. tools/benchmarks/dist_train_det.sh \
-#        configs/benchmarks/mmdetection/mask-rcnn_r50_fpn_ms-1x_coco.py \
-#        work_dirs/hirl-simsiam/epoch_200.pth 8
-exec "$(dirname "$0")/_dist_train_pretrained.sh" "$@"
