@@ -1,5 +1,23 @@
-"""A simulated NCCL world on gloo: collectives refuse tensors off the
-communication device, as NCCL refuses CPU tensors; and 2-rank launchers."""
+"""A simulated NCCL world on 2 gloo processes, and 2-rank launchers.
+
+How the simulation works (2 gloo processes; gloo does the real work):
+
+- ``mmengine``'s ``get_comm_device`` (everywhere it was imported) returns
+  ``SIM_DEVICE = cpu:1``, the simulated accelerator that NCCL would use.
+- A ``TorchFunctionMode`` turns every tensor created on, or moved to,
+  ``cpu:1`` into an :class:`OnComm` tensor (a CPU tensor whose ``device``
+  reads ``cpu:1``; results of ops on it stay ``OnComm``, as CUDA results
+  stay on CUDA), and ``.cpu()`` / ``.to('cpu')`` back into plain tensors.
+- mmengine's ``cast_data_device`` accepts an ``OnComm`` result for a plain
+  ``out`` (its type check would tell the two "devices" apart).
+- Every ``torch.distributed`` collective is wrapped: handed a tensor that
+  is not ``OnComm`` (i.e. not on the communication device), it raises, as
+  NCCL does for a CPU tensor.
+
+The model runs on the plain CPU (the simulated "other" device), so any
+tensor that reaches a collective without an explicit move to the
+communication device fails, e.g. mmengine's ``gather`` of a CPU tensor.
+"""
 import contextlib
 import socket
 import sys

@@ -1,24 +1,5 @@
-"""The prototype hook's whole path under a simulated NCCL world.
-
-How the simulation works (2 gloo processes; gloo does the real work):
-
-- ``mmengine``'s ``get_comm_device`` (everywhere it was imported) returns
-  ``SIM_DEVICE = cpu:1``, the simulated accelerator that NCCL would use.
-- A ``TorchFunctionMode`` turns every tensor created on, or moved to,
-  ``cpu:1`` into an :class:`OnComm` tensor (a CPU tensor whose ``device``
-  reads ``cpu:1``; results of ops on it stay ``OnComm``, as CUDA results
-  stay on CUDA), and ``.cpu()`` / ``.to('cpu')`` back into plain tensors.
-- mmengine's ``cast_data_device`` accepts an ``OnComm`` result for a plain
-  ``out`` (its type check would tell the two "devices" apart).
-- Every ``torch.distributed`` collective is wrapped: handed a tensor that
-  is not ``OnComm`` (i.e. not on the communication device), it raises, as
-  NCCL does for a CPU tensor.
-
-The model runs on the plain CPU (the simulated "other" device), so any
-tensor that reaches a collective without an explicit move to the
-communication device fails, e.g. mmengine's ``gather`` of a CPU tensor
-(the bug of issue 14).
-"""
+"""The prototype hook's whole path under a simulated NCCL world
+(:mod:`sim_nccl`)."""
 import os
 
 import numpy as np
@@ -128,7 +109,7 @@ def _worker(rank, port, out_dir):
     from pathlib import Path
     results = {}
     with simulated_nccl():
-        try:  # what the hook did before issue 14: gather a CPU tensor
+        try:  # mmengine's gather of a CPU tensor, refused by NCCL
             gather(torch.zeros(3), dst=0)
             results['cpu_gather'] = 'passed'
         except RuntimeError as e:
