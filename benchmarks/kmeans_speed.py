@@ -33,8 +33,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from hirl_mm.clustering import hierarchical_kmeans
-from hirl_mm.clustering.lloyd import (NearestCentroid, default_chunk_size,
-                                      faiss_available, padded_chunks)
+from hirl_mm.clustering.nearest import NearestCentroid, faiss_available
+from hirl_mm.clustering.rows import default_chunk_size, padded_chunks
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 OUT = osp.join(ROOT, 'benchmarks', 'results', 'kmeans.json')

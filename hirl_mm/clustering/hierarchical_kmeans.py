@@ -1,15 +1,25 @@
+"""Hierarchical k-means: a tree of prototypes, one flat k-means per level.
+
+Level 0 clusters the points, which may lie in shards across the ranks
+(:mod:`.shards`, :func:`.lloyd.lloyd_kmeans`); level ``l`` clusters the
+L2-normalised centroids of level ``l - 1``, alike on every rank.
+"""
 import logging
 import time
+from functools import partial
 from typing import List, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from mmengine.dist import all_gather, get_rank, get_world_size
+from mmengine.dist import get_rank, get_world_size
 from mmengine.logging import print_log
 
-from .lloyd import (PRECISIONS, default_chunk_size, lloyd_kmeans,
-                    normalized_rows)
+from .faiss_kmeans import faiss_level
+from .lloyd import LevelResult, lloyd_kmeans
+from .nearest import PRECISIONS
+from .rows import default_chunk_size, normalized_rows
+from .shards import check_shards, gather_in_id_order
 
 
 class HierarchicalClustering(NamedTuple):
@@ -75,75 +85,6 @@ def check_num_clusters(num_points: int,
                 f'{num_clusters[lvl - 1]}).')
 
 
-def kmeans_plusplus(points: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """Seeded k-means++ initial centroids (D^2 sampling), shape (k, D)."""
-    rng = np.random.RandomState(seed)
-    centroids = np.empty((k, points.shape[1]), dtype=np.float32)
-    centroids[0] = points[rng.randint(len(points))]
-    dist = ((points - centroids[0])**2).sum(1)
-    for i in range(1, k):
-        prob = dist / dist.sum() if dist.sum() > 0 else None
-        centroids[i] = points[rng.choice(len(points), p=prob)]
-        dist = np.minimum(dist, ((points - centroids[i])**2).sum(1))
-    return centroids
-
-
-def _faiss_kmeans(points, k, init, nredo, seed, weights=None, **kwargs):
-    """faiss k-means; with k-means++ init every restart is seeded anew."""
-    import faiss
-    if init == 'random':
-        kmeans = faiss.Kmeans(
-            points.shape[1], k, nredo=nredo, seed=seed, **kwargs)
-        kmeans.train(points, weights=weights)
-        return kmeans
-    best, iterations = None, 0
-    for redo in range(nredo):
-        kmeans = faiss.Kmeans(points.shape[1], k, seed=seed, **kwargs)
-        kmeans.train(
-            points,
-            weights=weights,
-            init_centroids=kmeans_plusplus(points, k, seed * 1000 + redo))
-        iterations += len(kmeans.iteration_stats)
-        if best is None or kmeans.obj[-1] < best.obj[-1]:
-            best = kmeans
-    best.iterations = iterations  # all restarts, as faiss' own nredo
-    return best
-
-
-def _faiss_level(points,
-                 k,
-                 seed,
-                 niter,
-                 nredo,
-                 init,
-                 max_points_per_centroid,
-                 min_points_per_centroid,
-                 verbose,
-                 weights=None):
-    """One level with faiss (GPU when faiss has one): labels, distances,
-    centroids, objective, non-empty clusters, Lloyd iterations run (faiss
-    stops when the objective repeats)."""
-    import faiss
-    gpu = hasattr(faiss, 'get_num_gpus') and faiss.get_num_gpus() > 0
-    kmeans = _faiss_kmeans(
-        points,
-        k,
-        init=init,
-        nredo=nredo,
-        seed=seed,
-        niter=niter,
-        max_points_per_centroid=max_points_per_centroid,
-        min_points_per_centroid=min_points_per_centroid,
-        gpu=gpu,
-        verbose=verbose,
-        weights=weights)
-    dist, labels = kmeans.index.search(points, 1)
-    labels = labels[:, 0].astype(np.int64)
-    return (labels, dist[:, 0], kmeans.centroids, float(dist.sum(dtype=float)),
-            len(np.unique(labels)),
-            getattr(kmeans, 'iterations', len(kmeans.iteration_stats)))
-
-
 def _check_args(backend, init, niter, nredo, max_points_per_centroid,
                 precision, world_size):
     if backend not in ('torch', 'faiss'):
@@ -172,90 +113,6 @@ def _check_args(backend, init, niter, nredo, max_points_per_centroid,
             'all the points.')
 
 
-def _all_finite(features: torch.Tensor) -> bool:
-    """No NaN or Inf, checked about 2^20 values at a time: a sum with
-    ``dtype=float64`` would cast a float64 copy of all the features (2 N D
-    floats, measured), a whole-tensor ``isfinite`` holds N D temporaries."""
-    if features.ndim != 2 or not features.numel():
-        return bool(torch.isfinite(features).all())
-    finite = torch.ones((), dtype=torch.bool, device=features.device)
-    rows = max(1, 2**20 // features.shape[1])
-    for i in range(0, len(features), rows):  # one sync at the end
-        finite &= torch.isfinite(features[i:i + rows]).all()
-    return bool(finite)
-
-
-def _shard_ids(features, sample_idx, num_samples, world_size):
-    """Checks the shards of all ranks alike (a rank alone raising would
-    leave the others waiting in a collective); returns the global ids of
-    the local rows, those of all ranks in rank order, N and every rank's
-    number of rows."""
-    if sample_idx is None:
-        if world_size > 1:
-            raise ValueError(
-                f'sample_idx is required with {world_size} ranks: the '
-                'global id in [0, num_samples) of each row of features.')
-        sample_idx = torch.arange(len(features))
-    sample_idx = torch.as_tensor(sample_idx).cpu()
-    ok_ids = sample_idx.ndim == 1 and not sample_idx.is_floating_point() \
-        and len(sample_idx) == (len(features) if features.ndim else 0)
-    info = torch.tensor([
-        features.ndim, features.shape[0] if features.ndim else 0,
-        features.shape[-1] if features.ndim == 2 else -1,
-        int(_all_finite(features)),
-        int(ok_ids),
-        sample_idx.numel(),
-        int(sample_idx.min()) if ok_ids and sample_idx.numel() else 0,
-        int(sample_idx.max()) if ok_ids and sample_idx.numel() else -1
-    ])
-    infos = torch.stack(all_gather(info)) if world_size > 1 else info[None]
-    for r, (ndim, n, dim, finite, ok, num_ids, _,
-            _) in enumerate(infos.tolist()):
-        where = f' on rank {r}' if world_size > 1 else ''
-        if ndim != 2:
-            raise ValueError(f'features must be a 2-D (num_points, dim) '
-                             f'array, got {ndim} dimension(s){where}.')
-        if dim != infos[0, 2]:
-            raise ValueError(f'features have {dim} dimensions{where} but '
-                             f'{int(infos[0, 2])} on rank 0.')
-        if not finite:
-            raise ValueError(f'features contain NaN or Inf{where}.')
-        if not ok:
-            raise ValueError(
-                f'sample_idx must be a 1-D integer array of one global id '
-                f'per row of features, got {num_ids} ids for {n} '
-                f'rows{where}.')
-    counts = infos[:, 1].tolist()
-    total = sum(counts)
-    num_samples = total if num_samples is None else int(num_samples)
-    if total != num_samples:
-        raise ValueError(
-            f'The ranks hold {total} rows of features but num_samples is '
-            f'{num_samples}: every id in [0, num_samples) must be held '
-            'once.')
-    lo, hi = int(infos[:, 6].min()), int(infos[:, 7].max())
-    if lo < 0 or hi >= num_samples:
-        raise ValueError(f'sample_idx must lie in [0, {num_samples}), got '
-                         f'ids from {lo} to {hi}.')
-    all_ids = _all_gather_rows(sample_idx.long(), counts, world_size)
-    times = torch.bincount(all_ids, minlength=num_samples)
-    if int(times.max()) > 1:
-        dup = int(times.argmax())
-        raise ValueError(
-            f'sample_idx holds id {dup} {int(times[dup])} times (across '
-            'ranks): every id in [0, num_samples) must be held once.')
-    return sample_idx.long(), all_ids, num_samples, counts
-
-
-def _all_gather_rows(tensor, counts, world_size):
-    """Rows of all ranks in rank order; shards may be uneven or empty."""
-    if world_size == 1:
-        return tensor
-    padded = tensor.new_zeros((max(counts), ) + tensor.shape[1:])
-    padded[:len(tensor)] = tensor
-    return torch.cat([part[:n] for part, n in zip(all_gather(padded), counts)])
-
-
 @torch.no_grad()
 def hierarchical_kmeans(
         features: Union[torch.Tensor, np.ndarray],
@@ -277,26 +134,16 @@ def hierarchical_kmeans(
         weighted_upper_levels: bool = False) -> HierarchicalClustering:
     """Cluster L2-normalised features into a tree of prototypes.
 
-    Level 0 clusters the points into ``num_clusters[0]`` clusters; level
-    ``l`` clusters the L2-normalised centroids of level ``l - 1``. The
-    defaults are the HIRL reference settings (hirl-team/HIRL,
-    ``hirl/utils/clustering.py``, ``run_hkmeans``: faiss, niter 20, nredo 5,
-    1000 points per centroid at most); level ``l`` uses seed ``seed + l``,
-    so the result is deterministic for a fixed seed.
-
-    With ``backend='torch'`` and several ranks this is a collective: each
-    rank passes its own shard of the points and gets the whole result; the
-    features stay where they are (the k-means runs on ``features.device``),
-    ranks exchange per-cluster sums and counts (K x D) per iteration and,
-    once, the ids, labels and distances of the points (O(N)). One rank or
-    W ranks on the same points give the same result. The upper levels
-    (centroids only) are computed alike on every rank.
+    Level 0 clusters the points into ``num_clusters[0]`` clusters, level
+    ``l`` the L2-normalised centroids of level ``l - 1``, with seed
+    ``seed + l``: deterministic for a fixed seed. The defaults are the HIRL
+    reference's settings. With ``backend='torch'`` and several ranks this is
+    a collective: each rank passes its shard of the points (left where it
+    is, never written to) and gets the whole result, the same as one
+    process clustering all the points.
 
     Args:
-        features (Tensor | np.ndarray): This rank's points, (n, D). Rows
-            already of unit norm (the hook's shards) are read in place,
-            others L2-normalised chunk by chunk: never a copy of the
-            shard, never written to.
+        features (Tensor | np.ndarray): This rank's points, (n, D).
         num_clusters (Sequence[int]): Clusters per level, finest first,
             strictly decreasing.
         sample_idx (Tensor | np.ndarray, optional): Global id in
@@ -304,41 +151,30 @@ def hierarchical_kmeans(
             hold every id once. Defaults to ``arange(n)`` (one rank only).
         num_samples (int, optional): N. Defaults to the total of the
             shards' sizes.
-        niter (int): Lloyd iterations at most. A restart stops early at a
-            fixed point (its new centroids equal the old bitwise, so every
-            later iteration would repeat it): no result changes. faiss stops
-            when the objective repeats. ``stats['iterations']`` counts the
-            iterations run. Defaults to 20.
+        niter (int): Lloyd iterations per restart at most; a restart stops
+            early at a fixed point. Defaults to 20.
         nredo (int): Restarts; the lowest objective is kept. Defaults to 5.
         max_points_per_centroid (int): Above ``K x`` this many points, train
-            on a seeded random subsample of that size (as faiss), then
-            assign all points. Defaults to 1000.
+            on a seeded random subsample of that size, then assign all
+            points. Defaults to 1000.
         seed (int): Base seed. Defaults to 0.
-        init (str): 'random' (faiss' initialisation: K distinct random
-            training points) or 'kmeans++' (seeded D^2 sampling, O(N K D),
-            one process only). Defaults to 'random'.
-        backend (str): 'torch' (this distributed k-means) or 'faiss'
-            (``faiss.Kmeans``, on a GPU when faiss has one; one process
-            only). Defaults to 'torch'.
+        init (str): 'random' (K distinct random training points, as faiss)
+            or 'kmeans++' (one process only). Defaults to 'random'.
+        backend (str): 'torch' (distributed k-means) or 'faiss'
+            (``faiss.Kmeans``, one process only). Defaults to 'torch'.
         chunk_size (int, optional): Points per assignment GEMM. Defaults to
-            :func:`default_chunk_size` (4096 on CPU, 8192 on a GPU, less for
-            many clusters, wide points or few points).
+            :func:`~.rows.default_chunk_size`.
         verbose (bool): Log every iteration on rank 0. Defaults to False.
-        min_points_per_centroid (int): faiss warns below this many points
-            per centroid (faiss backend). Defaults to 10.
+        min_points_per_centroid (int): Below this many points per centroid,
+            log a debug message (faiss warns). Defaults to 10.
         precision (str): Assignment GEMM of the torch backend: 'fp32',
-            'tf32' or 'bf16' (CUDA only). Distances are recomputed in fp32
-            to the chosen centroid. Defaults to 'fp32'.
+            'tf32' or 'bf16' (CUDA only). Defaults to 'fp32'.
         distributed (bool, optional): False clusters this process' points
-            alone, with no collective, whatever the world size (e.g. in a
-            metric computed on rank 0 only). Defaults to None: a collective
+            alone, whatever the world size. Defaults to None: a collective
             whenever the world size is above 1.
-        weighted_upper_levels (bool): Cluster each upper level's points (the
-            centroids below) weighted by the number of images under them
-            (faiss' ``Kmeans.train(x, weights)``): a few centroids of
-            outlying images then cannot claim most of a level. The reference
-            weights them equally (docs/results.md, the diagnosis). Defaults
-            to False.
+        weighted_upper_levels (bool): Weight each upper level's points (the
+            centroids below) by the number of images under them. Defaults
+            to False: equal weights, as the reference.
 
     Returns:
         HierarchicalClustering: assignments of all N points in id order,
@@ -348,6 +184,59 @@ def hierarchical_kmeans(
     world_size = 1 if distributed is False else get_world_size()
     _check_args(backend, init, niter, nredo, max_points_per_centroid,
                 precision, world_size)
+    features = _as_tensor(features, precision)
+    shards = check_shards(features, sample_idx, num_samples, world_size)
+    check_num_clusters(shards.num_samples, num_clusters)
+    _note_few_points(shards.num_samples, num_clusters[0],
+                     min_points_per_centroid)
+    log = partial(_log, verbose)
+    cluster = partial(
+        _cluster_level,
+        backend=backend,
+        niter=niter,
+        nredo=nredo,
+        max_points_per_centroid=max_points_per_centroid,
+        min_points_per_centroid=min_points_per_centroid,
+        seed=seed,
+        init=init,
+        chunk_size=chunk_size,
+        precision=precision,
+        verbose=verbose,
+        log=log)
+    parents, centroids, distances = [], [], []
+    stats = dict(objective=[], nonempty=[], seconds=[], iterations=[])
+    points, weights = features, None
+    for lvl, k in enumerate(num_clusters):
+        start = time.perf_counter()
+        if lvl == 0:  # the points, sharded across the ranks
+            level = cluster(points, shards.ids, shards.num_samples, int(k),
+                            lvl, world_size > 1)
+            assignments, dist = gather_in_id_order(level.labels,
+                                                   level.distances, shards)
+            members = assignments
+        else:  # the centroids below, alike in every process
+            level = cluster(points, torch.arange(len(points)), len(points),
+                            int(k), lvl, False, weights)
+            members = level.labels.cpu().numpy().astype(np.int64)
+            parents.append(members)
+            dist = level.distances.cpu().numpy().astype(np.float32)
+        distances.append(dist)
+        if weighted_upper_levels:  # images under each cluster of this level
+            weights = torch.bincount(
+                torch.as_tensor(members), weights=weights,
+                minlength=int(k)).double()
+        points = F.normalize(level.centroids.to(features.device), dim=1)
+        centroids.append(points.cpu().numpy())
+        _record(stats, level, time.perf_counter() - start)
+        log(f'level {lvl}: {len(dist)} points into {k} clusters, objective '
+            f'{level.objective:.6g}, {level.num_nonempty} non-empty, '
+            f'{stats["seconds"][-1]:.1f} s')
+    return HierarchicalClustering(assignments, parents, centroids, distances,
+                                  stats)
+
+
+def _as_tensor(features, precision: str) -> torch.Tensor:
+    """``features`` as a tensor (a NumPy array shares its memory)."""
     if isinstance(features, np.ndarray):
         features = torch.from_numpy(features)
     if not isinstance(features, torch.Tensor):
@@ -356,87 +245,75 @@ def hierarchical_kmeans(
     if precision != 'fp32' and features.device.type != 'cuda':
         raise ValueError(f"precision={precision!r} needs CUDA features, got "
                          f'features on {features.device}.')
-    ids, all_ids, num_samples, counts = _shard_ids(features, sample_idx,
-                                                   num_samples, world_size)
-    check_num_clusters(num_samples, num_clusters)
-    if num_samples < num_clusters[0] * min_points_per_centroid:
+    return features
+
+
+def _note_few_points(num_points: int, num_clusters: int,
+                     min_points_per_centroid: int) -> None:
+    if num_points < num_clusters * min_points_per_centroid:
         print_log(
-            f'k-means of {num_samples} points into {num_clusters[0]} '
+            f'k-means of {num_points} points into {num_clusters} '
             f'clusters: fewer than {min_points_per_centroid} points per '
             'centroid.',
             logger='current',
             level=logging.DEBUG)
 
-    def log(msg):
-        if verbose and get_rank() == 0:
-            print_log(f'k-means {msg}', logger='current')
 
-    parents, centroids, distances = [], [], []
-    stats = dict(objective=[], nonempty=[], seconds=[], iterations=[])
-    points, weights = features, None
-    for lvl, k in enumerate(num_clusters):
-        start = time.perf_counter()
-        if backend == 'faiss':
-            pts = normalized_rows(points.cpu(), None, len(points) or 1)
-            labels, dist, cent, obj, nonempty, iters = _faiss_level(
-                pts.numpy(), int(k), seed + lvl, niter, nredo, init,
-                max_points_per_centroid, min_points_per_centroid, verbose, None
-                if weights is None else weights.numpy().astype(np.float32))
-        else:
-            level_ids = ids if lvl == 0 else torch.arange(len(points))
-            num_points = num_samples if lvl == 0 else len(points)
-            res = lloyd_kmeans(
-                points,
-                level_ids,
-                num_points,
-                int(k),
-                niter=niter,
-                nredo=nredo,
-                max_points_per_centroid=max_points_per_centroid,
-                seed=seed + lvl,
-                init=init,
-                chunk_size=chunk_size or default_chunk_size(
-                    int(k), num_points, points.device, points.shape[1]),
-                precision=precision,
-                distributed=lvl == 0 and world_size > 1,
-                weights=weights,
-                log=lambda msg, lvl=lvl: log(f'level {lvl}: {msg}'))
-            labels, dist, cent = res.labels, res.distances, res.centroids
-            obj, nonempty, iters = (res.objective, res.num_nonempty,
-                                    res.iterations)
-        labels, dist = torch.as_tensor(labels), torch.as_tensor(dist)
-        if lvl == 0:
-            # One all-gather of (label, distance) pairs of 8 bytes: the
-            # int32 label and the float32 distance's bits (both exact).
-            pairs = _all_gather_rows(
-                torch.stack([
-                    labels.int(),
-                    dist.float().contiguous().view(torch.int32)
-                ], 1).cpu(), counts, world_size)
-            assignments = np.empty(num_samples, dtype=np.int64)
-            assignments[all_ids.numpy()] = pairs[:, 0].numpy()
-            dist = np.empty(num_samples, dtype=np.float32)
-            dist[all_ids.numpy()] = pairs[:, 1].numpy().view(np.float32)
-        else:
-            parents.append(labels.cpu().numpy().astype(np.int64))
-            dist = dist.cpu().numpy().astype(np.float32)
-        distances.append(dist)
-        if weighted_upper_levels:  # images under each cluster of this level
-            weights = torch.bincount(
-                torch.as_tensor(assignments if lvl == 0 else parents[-1]),
-                weights=None if weights is None else weights,
-                minlength=int(k)).double()
-        points = F.normalize(torch.as_tensor(cent).to(features.device), dim=1)
-        centroids.append(points.cpu().numpy())
-        stats['objective'].append(obj)
-        stats['nonempty'].append(nonempty)
-        stats['iterations'].append(iters)
-        stats['seconds'].append(time.perf_counter() - start)
-        log(f'level {lvl}: {len(dist)} points into {k} clusters, objective '
-            f'{obj:.6g}, {nonempty} non-empty, '
-            f'{stats["seconds"][-1]:.1f} s')
-    return HierarchicalClustering(assignments, parents, centroids, distances,
-                                  stats)
+def _log(verbose: bool, msg: str) -> None:
+    if verbose and get_rank() == 0:
+        print_log(f'k-means {msg}', logger='current')
+
+
+def _cluster_level(points,
+                   ids,
+                   num_points,
+                   k,
+                   lvl,
+                   distributed,
+                   weights=None,
+                   *,
+                   backend,
+                   niter,
+                   nredo,
+                   max_points_per_centroid,
+                   min_points_per_centroid,
+                   seed,
+                   init,
+                   chunk_size,
+                   precision,
+                   verbose,
+                   log) -> LevelResult:
+    """k-means of level ``lvl``'s ``points`` with ``backend``, seed
+    ``seed + lvl``."""
+    if backend == 'faiss':
+        pts = normalized_rows(points.cpu(), None, len(points) or 1)
+        return faiss_level(
+            pts.numpy(), k, seed + lvl, niter, nredo, init,
+            max_points_per_centroid, min_points_per_centroid, verbose,
+            None if weights is None else weights.numpy().astype(np.float32))
+    return lloyd_kmeans(
+        points,
+        ids,
+        num_points,
+        k,
+        niter=niter,
+        nredo=nredo,
+        max_points_per_centroid=max_points_per_centroid,
+        seed=seed + lvl,
+        init=init,
+        chunk_size=chunk_size
+        or default_chunk_size(k, num_points, points.device, points.shape[1]),
+        precision=precision,
+        distributed=distributed,
+        weights=weights,
+        log=lambda msg: log(f'level {lvl}: {msg}'))
+
+
+def _record(stats: dict, level: LevelResult, seconds: float) -> None:
+    stats['objective'].append(level.objective)
+    stats['nonempty'].append(level.num_nonempty)
+    stats['iterations'].append(level.iterations)
+    stats['seconds'].append(seconds)
 
 
 def cluster_concentration(distances: np.ndarray,
