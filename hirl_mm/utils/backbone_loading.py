@@ -11,8 +11,7 @@ checkpoint fills with the same key and shape, after the backbone's own load
 hooks (a ViT resizes its position embedding).
 """
 import re
-from collections import OrderedDict
-from typing import Dict, List, NamedTuple, Optional
+from typing import Dict, List, Optional
 
 import torch
 from mmengine.logging import print_log
@@ -20,10 +19,8 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import CheckpointLoader
 from torch import nn
 
-from .model_converters import select_backbone
+from .backbone_state import StateDict, loaded_share, select_backbone
 from .pretrained import is_backbone_init
-
-StateDict = Dict[str, torch.Tensor]
 
 # A right checkpoint fills (nearly) every weight; what a downstream backbone
 # adds on purpose stays far under 10% (DCN offsets: 3.6% of a ResNet-50). One
@@ -60,66 +57,6 @@ def _backbone_state(checkpoint: str, strip_wrapper: bool) -> StateDict:
 def _names(keys: List[str], limit: int = 3) -> str:
     more = f', ... ({len(keys)} in all)' if len(keys) > limit else ''
     return ', '.join(keys[:limit]) + more
-
-
-def _shape(tensor: torch.Tensor) -> str:
-    return 'x'.join(map(str, tensor.shape)) or 'scalar'
-
-
-class BackboneLoad(NamedTuple):
-    """What a state dict fills of a module (:func:`loaded_share`)."""
-    share: float  #: of the module's weight elements, in [0, 1]
-    numel: int  #: the module's weight elements
-    missing: List[str]
-    mismatched: List[str]  #: 'key (checkpoint AxB, model CxD)'
-    unused: List[str]  #: the state dict's keys the module has not
-
-
-def loaded_share(module: nn.Module, state: StateDict) -> BackboneLoad:
-    """What ``state`` fills of ``module``'s weights.
-
-    As :func:`mmengine.runner.load_state_dict` fills them: a weight loads if
-    ``state`` has its key with its shape, after the module's load hooks
-    adapted ``state`` (run on a copy of the dict, not of the tensors).
-    BatchNorm's ``num_batches_tracked`` is not counted, as mmengine does not.
-
-    Args:
-        module (nn.Module): The module the state dict is for.
-        state (dict): Its keys relative to ``module``.
-
-    Returns:
-        BackboneLoad: The share of the weight elements that load, and the
-        keys that do not.
-    """
-    state = OrderedDict(state)
-    for name, sub in module.named_modules():
-        # torch calls these with the state dict, the module's prefix,
-        # metadata, strict, and the missing / unexpected / error lists
-        for hook in sub._load_state_dict_pre_hooks.values():
-            hook(state, f'{name}.' if name else '', {}, False, [], [], [])
-    own = {
-        k: v
-        for k, v in module.state_dict().items()
-        if not k.endswith('num_batches_tracked')
-    }
-    missing = [k for k in own if k not in state]
-    mismatched = [
-        k for k in own if k in state and state[k].shape != own[k].shape
-    ]
-    numel = sum(v.numel() for v in own.values())
-    unloaded = sum(own[k].numel() for k in missing + mismatched)
-    return BackboneLoad(
-        share=1 - unloaded / numel if numel else 1.,
-        numel=numel,
-        missing=missing,
-        mismatched=[
-            f'{k} (checkpoint {_shape(state[k])}, model {_shape(own[k])})'
-            for k in mismatched
-        ],
-        unused=[
-            k for k in state
-            if k not in own and not k.endswith('num_batches_tracked')
-        ])
 
 
 def check_backbone_load(module: nn.Module,

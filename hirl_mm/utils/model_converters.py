@@ -19,11 +19,11 @@ checkpoint with ``backbone.*`` keys.
 import argparse
 import re
 from collections import Counter, OrderedDict
-from typing import Dict, List, NamedTuple, Optional, Tuple, Union
+from typing import List, NamedTuple, Optional, Tuple, Union
 
 import torch
 
-StateDict = Dict[str, torch.Tensor]
+from .backbone_state import StateDict, loaded_share, select_backbone
 
 # Keys that only a supervised classifier (or a fine-tuned one) has.
 CLASSIFIER_KEYS = re.compile(r'^head\.(fc|layers\.head|fc_cls|classifier)\.')
@@ -43,29 +43,6 @@ def load_state_dict(checkpoint: Union[str, dict]) -> StateDict:
         raise ValueError('Not a self-supervised checkpoint: its state dict '
                          'does not map names to tensors.')
     return state
-
-
-def select_backbone(state: StateDict, source: str) -> StateDict:
-    """The ``backbone.*`` entries of a state dict, prefix kept.
-
-    Shared by the backbone export and the tools that load a checkpoint's
-    backbone, so that both refuse the same files with the same words.
-
-    Args:
-        state (dict): A state dict.
-        source (str): What the error names first, e.g. the checkpoint.
-
-    Raises:
-        ValueError: if there are none, as in an exported backbone (bare
-            keys).
-    """
-    backbone = OrderedDict(
-        (k, v) for k, v in state.items() if k.startswith('backbone.'))
-    if not backbone:
-        raise ValueError(
-            f'{source}: no "backbone.*" keys (first keys: {list(state)[:3]}'
-            '); is it already an exported backbone?')
-    return backbone
 
 
 def extract_backbone(checkpoint: Union[str, dict],
@@ -596,8 +573,6 @@ def _check_loads(state: StateDict, backbone: dict, arch: str) -> None:
     and no key left over. The model is built on the meta device where it
     can be (no memory; a ResNet's drop-path rates need real tensors)."""
     from mmpretrain.registry import MODELS
-
-    from .backbone_loading import loaded_share
     try:
         with torch.device('meta'):
             model = MODELS.build(backbone)

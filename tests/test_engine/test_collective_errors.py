@@ -34,7 +34,7 @@ from torch.utils.data import Dataset
 from worker_exit import end_worker
 
 from hirl_mm.engine import extract_feature_shard, extract_features
-from hirl_mm.engine.hooks.prototype_hook import _check_sample_idx
+from hirl_mm.engine.prototype_features import check_sample_idx
 from hirl_mm.models.algorithms.hirl import batch_statistics
 from hirl_mm.utils.rank_errors import _message, raise_on_all_ranks
 
@@ -412,7 +412,7 @@ def test_a_data_set_numbered_by_parts_is_refused():
                 data_samples=DataSample(metainfo=dict(sample_idx=i % 3)))
 
     with pytest.raises(ValueError, match='has sample_idx 2: .* 0 to 5'):
-        _check_sample_idx(Parts(), 'training')
+        check_sample_idx(Parts(), 'training')
 
 
 def test_one_process_raises_the_error_as_it_is():

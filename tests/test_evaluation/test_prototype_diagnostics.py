@@ -10,10 +10,9 @@ import scipy.optimize
 import sklearn.metrics
 from sklearn import metrics as skm
 
-import hirl_mm.evaluation
+import hirl_mm.engine.hooks.prototype_hook
 from hirl_mm.clustering import HierarchicalClustering
 from hirl_mm.engine import HierarchicalPrototypeHook
-from hirl_mm.engine.hooks.prototype_hook import _clustering_table
 from hirl_mm.evaluation import (DENSE_MATCHING_MAX_ENTRIES, clustering_scores,
                                 contingency, matching_accuracy,
                                 prototype_tree_diagnostics)
@@ -238,8 +237,8 @@ def test_hook_statistics_never_stop_the_training(monkeypatch):
     def broken(*args):
         raise MemoryError('no room')
 
-    monkeypatch.setattr(hirl_mm.evaluation, 'prototype_tree_diagnostics',
-                        broken)
+    monkeypatch.setattr(hirl_mm.engine.hooks.prototype_hook,
+                        'prototype_tree_diagnostics', broken)
     hook = HierarchicalPrototypeHook()
     warnings, infos = [], []
     runner = SimpleNamespace(
@@ -255,32 +254,6 @@ def test_hook_statistics_never_stop_the_training(monkeypatch):
     assert infos[0].split('\n')[2:] == [
         '    0         6          -          -          -        -',
         '    1         3          -          -          -        -',
-    ]
-
-
-def test_clustering_log_table():
-    # written out by hand: percent of the largest cluster x100, objective
-    # to 6 significant digits, a statistic the tree lacks shown as '-'
-    stats = dict(
-        level0_nonempty=4,
-        level0_largest_fraction=0.5,
-        level0_objective=12.5,
-        level0_seconds=0.25,
-        level0_fine_nmi=50.0,
-        level0_fine_acc=75.0,
-        level0_ari_vs_previous=100.0,
-        level1_nonempty=2,
-        level1_largest_fraction=1.0,
-        level1_objective=1234567.0,
-        level1_seconds=0.1,
-        level1_fine_nmi=0.0)
-    assert _clustering_table(stats, [4, 2], ['fine']).split('\n') == [
-        'level  clusters  non-empty  largest %    objective  seconds  '
-        'fine NMI  fine ACC  ARI vs previous',
-        '    0         4          4       50.0         12.5     0.25      '
-        '50.0      75.0            100.0',
-        '    1         2          2      100.0  1.23457e+06     0.10       '
-        '0.0         -                -',
     ]
 
 

@@ -1,28 +1,25 @@
-import copy
-import random
 import time
-from contextlib import contextmanager
-from typing import Dict, Iterator, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from mmengine.dataset import default_collate
-from mmengine.device import get_device
-from mmengine.dist import all_gather, get_comm_device, get_rank, get_world_size
+from mmengine.dist import get_rank, get_world_size
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 from mmpretrain.registry import HOOKS
-from torch.utils.data import DataLoader, Subset
 
 from hirl_mm.clustering import (HierarchicalClustering, check_num_clusters,
-                                hierarchical_kmeans, normalize_rows_)
-from hirl_mm.models.utils import (HierarchicalPrototypeMixin,
-                                  PrototypeMemoryBank)
+                                hierarchical_kmeans)
+from hirl_mm.evaluation import (dataset_labels, prototype_stats_report,
+                                prototype_tree_diagnostics)
+from hirl_mm.models.utils import HierarchicalPrototypeMixin
 from hirl_mm.models.utils.memory_bank import RECORDED_VIEWS
 from hirl_mm.utils import broadcast_buffers, check_epoch_length
 from hirl_mm.utils.rank_errors import errors_on_all_ranks
-from ..feature_extractor import extract_feature_shard
+from ..prototype_features import (FEATURE_SOURCES, build_feature_loader,
+                                  check_sample_idx, extract_prototype_features,
+                                  prototype_feature_shard, restore_memory_bank)
 from .rng_state_hook import saves_iter_checkpoint
 
 DEFAULT_PIPELINE = [
@@ -33,9 +30,6 @@ DEFAULT_PIPELINE = [
 ]
 # The HIRL reference's faiss settings (random init, niter 20, nredo 5).
 DEFAULT_KMEANS_CFG = dict(niter=20, nredo=5, init='random')
-FEATURE_SOURCES = ('extract', 'memory_bank')
-# labels a hirl_mm data set may offer, for the tree's diagnostics
-LABEL_GETTERS = dict(fine='get_gt_labels', coarse='get_coarse_labels')
 
 
 def _ori_model(model):
@@ -60,69 +54,6 @@ def _resumed_inside_epoch(runner: Runner) -> bool:
     return getattr(loop, 'resumed_batches', 0) > 0
 
 
-@contextmanager
-def _random_states_kept() -> Iterator[None]:
-    """Leave the random streams a training pipeline draws from as they
-    were (a sample fetched for a check must not shift the run's
-    augmentations)."""
-    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    try:
-        yield
-    finally:
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-        torch.set_rng_state(states[2])
-
-
-def _check_sample_idx(dataset, what: str) -> None:
-    """Raise unless the pipeline's output of the last image of ``dataset``
-    carries its index as ``sample_idx``: the tree, the memory bank and the
-    re-embedding all index images by it."""
-    last = len(dataset) - 1
-    with _random_states_kept():
-        item = dataset[last]
-    sample = item.get('data_samples') if isinstance(item, dict) else None
-    if isinstance(sample, (list, tuple)):
-        sample = sample[0] if sample else None
-    sample_idx = getattr(sample, 'sample_idx', None)
-    if sample_idx is None:
-        raise ValueError(
-            f'The {what} samples carry no `sample_idx` (image {last} has '
-            'none), by which the prototypes index the images: build the '
-            "data set on mmengine's BaseDataset (get_data_info sets it) and "
-            "keep it in the pipeline (PackInputs' default meta_keys do).")
-    if int(sample_idx) != last:
-        raise ValueError(
-            f'Image {last} of the {what} data set has sample_idx '
-            f'{int(sample_idx)}: the prototypes need the images numbered 0 '
-            f'to {last} in data set order (ConcatDataset and RepeatDataset '
-            'number each part from 0).')
-
-
-def _common_width(feats: Optional[torch.Tensor],
-                  extra: Optional[torch.Tensor]) -> int:
-    """The one width of every rank's recorded (``feats``) and re-embedded
-    (``extra``) features, either None where a rank has none: an all-gather
-    of 2 ints, so that every rank raises the same error on a mismatch."""
-    mine = [0 if t is None else t.shape[1] for t in (feats, extra)]
-    widths = torch.stack(  # world x 2, 0: none
-        all_gather(torch.tensor(mine, device=get_comm_device()))).cpu()
-    found = widths[widths > 0].unique().tolist()
-    if len(found) > 1:
-        recorded, extracted = [
-            '/'.join(f'{w}-d' for w in c[c > 0].unique().tolist()) or 'no'
-            for c in widths.T
-        ]
-        per_rank = ', '.join(f'rank {r}: {a or "-"} / {b or "-"}'
-                             for r, (a, b) in enumerate(widths.tolist()))
-        raise ValueError(
-            f'model.record_proto_feat was given {recorded} features, '
-            f'model.extract_proto_feat gives {extracted}: both must give the '
-            f"prototypes' features, of one width (recorded / re-embedded "
-            f'per rank: {per_rank}).')
-    return found[0] if found else 0
-
-
 @HOOKS.register_module()
 class HierarchicalPrototypeHook(Hook):
     """Build the tree of prototypes of the model before training epochs.
@@ -136,7 +67,8 @@ class HierarchicalPrototypeHook(Hook):
     buffers that checkpoints and ``--resume`` carry. The model must be a
     :class:`HierarchicalPrototypeMixin`; the hook uses nothing else of it.
 
-    Where the features come from (``feature_source``):
+    Where the features come from (``feature_source``; each rank's shard is
+    read in :mod:`hirl_mm.engine.prototype_features`):
 
     - ``'extract'`` (the HIRL reference): every image is re-embedded with
       the deterministic ``pipeline`` through ``model.extract_proto_feat``
@@ -186,7 +118,8 @@ class HierarchicalPrototypeHook(Hook):
     the checkpoint's prototypes: they belong to another run and maybe to
     another data set. ``--resume`` keeps them.
 
-    Each clustering is logged, computed on rank 0: seconds for the
+    Each clustering is logged, computed on rank 0
+    (:mod:`hirl_mm.evaluation.prototype_stats`): seconds for the
     features and the k-means, per level the objective (sum of squared
     distances), non-empty clusters and cluster sizes in images (max,
     median, fraction of the images in the largest cluster), the adjusted
@@ -288,37 +221,25 @@ class HierarchicalPrototypeHook(Hook):
                 'Use --resume to keep them.')
             model.prototypes.reset()
 
-        train_cfg = runner.cfg.train_dataloader
-        dataset = copy.deepcopy(train_cfg['dataset'])
-        dataset['pipeline'] = self.pipeline
-        self.dataloader = Runner.build_dataloader(
-            dict(
-                dataset=dataset,
-                batch_size=self.batch_size or train_cfg['batch_size'],
-                num_workers=self.num_workers if self.num_workers is not None
-                else train_cfg.get('num_workers', 0),
-                sampler=dict(
-                    type='DefaultSampler', shuffle=False, round_up=False),
-                collate_fn=dict(type='default_collate')))
+        self.dataloader = build_feature_loader(runner.cfg.train_dataloader,
+                                               self.pipeline, self.batch_size,
+                                               self.num_workers)
         # as early (the first use may be epochs away) and on every rank
         # alike (one image per pipeline: a read may fail on one node only)
         with errors_on_all_ranks():
-            _check_sample_idx(train_set, 'training')
-            _check_sample_idx(self.dataloader.dataset, 'feature pipeline')
+            check_sample_idx(train_set, 'training')
+            check_sample_idx(self.dataloader.dataset, 'feature pipeline')
         resumed_bank, self._resumed_bank = self._resumed_bank, None
         if self.feature_source == 'memory_bank':
             bank = model.enable_memory_bank(
                 len(train_set), self.bank_momentum, self.bank_views)
             if resumed_bank is not None:
-                self._load_bank(runner, bank, resumed_bank)
-        self.labels = {}
-        for name, getter in LABEL_GETTERS.items():
-            try:
-                labels = np.asarray(getattr(train_set, getter)())
-            except (AttributeError, KeyError, TypeError, ValueError):
-                continue  # no such labels: those diagnostics are skipped
-            if labels.ndim == 1 and len(labels) and labels.min() >= 0:
-                self.labels[name] = labels
+                # a bank of the epoch resumed inside feeds the next one's
+                # clustering
+                restore_memory_bank(
+                    bank, resumed_bank, runner.logger,
+                    runner.epoch + int(_resumed_inside_epoch(runner)))
+        self.labels = dataset_labels(train_set)
 
     def before_train_epoch(self, runner: Runner) -> None:
         epoch = runner.epoch
@@ -384,29 +305,6 @@ class HierarchicalPrototypeHook(Hook):
         if getattr(runner, '_resume', False):
             self._resumed_bank = checkpoint.get('memory_bank')
 
-    def _load_bank(self, runner: Runner, bank: PrototypeMemoryBank,
-                   state: dict) -> None:
-        """Give this rank its rows of a resumed checkpoint's bank."""
-        saved_world = len(state['rows_per_rank'])
-        saved_images = int(state['num_samples'])
-        # a bank of the epoch resumed inside feeds the next one's clustering
-        epoch = runner.epoch + int(_resumed_inside_epoch(runner))
-        if saved_world != get_world_size() or \
-                saved_images != bank.num_samples:
-            runner.logger.info(
-                f'The checkpoint\'s memory bank was recorded on '
-                f'{saved_world} ranks from {saved_images} images; this run '
-                f'has {get_world_size()} ranks and {bank.num_samples} '
-                'images: the clustering of epoch '
-                f'{epoch + 1} re-embeds the training set (\'extract\').')
-            return
-        # the device the model records from (mmengine's training device)
-        bank.load_state(state, device=get_device())
-        runner.logger.info(
-            f'Resumed the memory bank: {int(sum(state["rows_per_rank"]))} '
-            f'rows of {saved_images} images on {saved_world} ranks, for the '
-            f'clustering of epoch {epoch + 1}.')
-
     def cluster(self, runner: Runner, model: HierarchicalPrototypeMixin,
                 epoch: int) -> HierarchicalClustering:
         """Build and install the tree of ``epoch`` (a collective)."""
@@ -446,65 +344,15 @@ class HierarchicalPrototypeHook(Hook):
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """This rank's features (S, D) and their ``sample_idx`` (S, ), on
         its device; every image on exactly one rank (a collective)."""
-        bank = model.memory_bank
-        if self.feature_source == 'extract' or bank is None:
-            return self.extract(model)
-        feats, sample_idx, missing = bank.shard()
-        if len(missing) == bank.num_samples:
-            runner.logger.info(
-                'The memory bank is empty (no epoch recorded yet, a run '
-                'resumed from a checkpoint without the bank, or a model '
-                'whose loss does not call record_proto_feat)'
-                ": re-embedding the training set ('extract') for this "
-                'clustering.')
-            return self.extract(model)
-        extra = None
-        if len(missing):
-            runner.logger.info(
-                f'Re-embedding {len(missing)} images the memory bank holds '
-                'no row of (no rank has trained on them: drop_last).')
-            # An equal share of the leftovers on every rank, the shorter
-            # ones padded with the first leftover (dropped after): the
-            # forward passes, a collective with batch statistics, then
-            # have the same batch sizes on every rank.
-            rank, world = get_rank(), get_world_size()
-            share = missing[rank::world].tolist()
-            per_rank = -(-len(missing) // world)
-            pad = missing[:per_rank - len(share)].tolist()
-            loader = DataLoader(
-                Subset(self.dataloader.dataset, share + pad),
-                batch_size=self.dataloader.batch_size,
-                collate_fn=default_collate)
-            extra, extra_idx = extract_feature_shard(
-                model.extract_proto_feat, loader, model=model)
-            extra, extra_idx = extra[:len(share)], extra_idx[:len(share)]
-        width = _common_width(feats, extra)
-        if extra is not None:  # on every rank alike (missing is common)
-            extra = normalize_rows_(
-                extra.to(feats) if feats is not None else extra)
-            if bank.momentum and get_world_size() > 1:
-                # to the ranks that own the images (a collective)
-                bank.record(extra, extra_idx)
-            else:  # appended to the bank's rows: no copy of them
-                bank.record_owned(extra, extra_idx.to(extra.device))
-        if len(bank):
-            feats, sample_idx = bank.rows()
-        else:  # this rank holds no image at all
-            feats = torch.zeros(0, width, device=get_device())
-            sample_idx = torch.zeros(0, dtype=torch.long)
-        return feats, sample_idx
+        return prototype_feature_shard(model, self.dataloader,
+                                       self.feature_source, runner.logger)
 
     def extract(
         self, model: HierarchicalPrototypeMixin
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """This rank's share of the deterministic re-embedding: features
         (S, D) on the model's device and their ``sample_idx`` (S, )."""
-        feats, sample_idx = extract_feature_shard(
-            model.extract_proto_feat,
-            self.dataloader,
-            model=model,
-            progress=True)
-        return normalize_rows_(feats), sample_idx
+        return extract_prototype_features(model, self.dataloader)
 
     def log_clustering(self, runner: Runner,
                        clustering: HierarchicalClustering,
@@ -521,7 +369,6 @@ class HierarchicalPrototypeHook(Hook):
         Returns:
             dict: The ``prototypes/`` scalars.
         """
-        from hirl_mm.evaluation import prototype_tree_diagnostics
         stats = {}
         try:
             stats = prototype_tree_diagnostics(clustering, previous,
@@ -531,52 +378,11 @@ class HierarchicalPrototypeHook(Hook):
                 f'The statistics of the prototypes of epoch {epoch + 1} '
                 f'failed ({type(exc).__name__}: {exc}); the tree is '
                 'installed and training goes on.')
-        timings = ''.join(f', {k} {v:.2f} s' for k, v in seconds.items())
-        labelled = [n for n in self.labels if f'level0_{n}_nmi' in stats]
-        table = _clustering_table(stats,
-                                  [len(c) for c in clustering.centroids],
-                                  labelled)
-        runner.logger.info(
-            f'Prototypes of epoch {epoch + 1}{timings}:\n{table}')
-        scalars = {f'prototypes/seconds_{k}': v for k, v in seconds.items()}
-        scalars.update({f'prototypes/{k}': v for k, v in stats.items()})
+        message, scalars = prototype_stats_report(
+            stats, seconds, [len(c) for c in clustering.centroids],
+            list(self.labels), epoch)
+        runner.logger.info(message)
         # the 1-based epoch, as the logger's records carry it
         runner.visualizer.add_scalars(
             dict(scalars, epoch=epoch + 1), step=runner.iter + 1)
         return scalars
-
-
-def _clustering_table(stats: dict, num_clusters: Sequence[int],
-                      label_names: Sequence[str]) -> str:
-    """One row per level of :func:`prototype_tree_diagnostics`' statistics.
-
-    Args:
-        stats (dict): ``level{l}_{key}`` statistics; a missing one is
-            shown as ``-``.
-        num_clusters (Sequence[int]): The clusters of each level.
-        label_names (Sequence[str]): The labellings with NMI / ACC columns.
-
-    Returns:
-        str: The table, columns right-aligned, without a trailing newline.
-    """
-
-    def cell(lvl: int, key: str, fmt: str, scale: float) -> str:
-        value = stats.get(f'level{lvl}_{key}')
-        return '-' if value is None else format(value * scale, fmt)
-
-    # (header, statistic, format, scale)
-    columns = [('non-empty', 'nonempty', '.0f', 1),
-               ('largest %', 'largest_fraction', '.1f', 100),
-               ('objective', 'objective', '.6g', 1),
-               ('seconds', 'seconds', '.2f', 1)]
-    for name in label_names:
-        columns += [(f'{name} NMI', f'{name}_nmi', '.1f', 1),
-                    (f'{name} ACC', f'{name}_acc', '.1f', 1)]
-    if 'level0_ari_vs_previous' in stats:
-        columns.append(('ARI vs previous', 'ari_vs_previous', '.1f', 1))
-    rows = [['level', 'clusters'] + [c[0] for c in columns]]
-    rows += [[str(lvl), str(k)] + [cell(lvl, *c[1:]) for c in columns]
-             for lvl, k in enumerate(num_clusters)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return '\n'.join('  '.join(c.rjust(w) for c, w in zip(row, widths))
-                     for row in rows)
