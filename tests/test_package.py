@@ -133,6 +133,14 @@ _REGISTERED = {
             loss=dict(type='GlobalSwAVLoss', feat_dim=8, num_prototypes=4)),
         'GlobalSwAVLoss':
         dict(feat_dim=8, num_prototypes=4),
+        'SPDLoss':
+        dict(),
+        'DINOLoss':
+        dict(),
+        'iBOTPatchLoss':
+        dict(),
+        'CrossScaleLoss':
+        dict(),
     },
     'HOOKS': {
         'HierarchicalPrototypeHook': dict(),

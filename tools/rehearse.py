@@ -210,7 +210,7 @@ def stand_in_sync_bn():
     from mmengine.dist import get_world_size
     from mmengine.registry import MODELS
 
-    import hirl_mm.models.algorithms.hirl as hirl_module
+    import hirl_mm.models.utils.norm_statistics as hirl_module
     cls = STAND_INS['SyncBN']
     MODELS.register_module('SyncBN', module=cls, force=True)
     across_ranks = hirl_module._across_ranks

@@ -10,7 +10,8 @@ from mmpretrain.structures import DataSample
 
 from ..losses import (instance_selective_loss, prototype_negatives,
                       prototype_selective_loss, selection_keep_probability)
-from ..utils import HierarchicalPrototypeMixin, keep_own_buffers
+from ..utils import (HierarchicalPrototypeMixin, keep_own_buffers,
+                     sample_indices)
 
 _MIN_TEMPERATURE = 1e-3
 
@@ -141,10 +142,7 @@ class HCSC(HierarchicalPrototypeMixin, MoCo):
             k = batch_unshuffle_ddp(k, idx_unshuffle)
         # the prototypes' features of the trained images, for the hook's
         # feature_source='memory_bank' (a no-op otherwise)
-        self.record_proto_feat(
-            k,
-            torch.as_tensor([ds.sample_idx for ds in data_samples],
-                            device=k.device))
+        self.record_proto_feat(k, sample_indices(data_samples, k.device))
         queue = self.queue.clone().detach()  # D x K
 
         protos = self.prototypes
@@ -154,9 +152,8 @@ class HCSC(HierarchicalPrototypeMixin, MoCo):
                 losses['loss_local'] = sum(
                     self._moco_loss(lq, k, queue) for lq in local_qs)
         else:
-            sample_idx = torch.as_tensor(
-                [ds.sample_idx for ds in data_samples], device=q.device)
-            paths = protos.paths(sample_idx)  # B x L
+            paths = protos.paths(sample_indices(data_samples,
+                                                q.device))  # B x L
             # the kept queue negatives depend on the image, not the crop
             keeps = [
                 torch.bernoulli(

@@ -1,21 +1,19 @@
-from contextlib import contextmanager, nullcontext
-from functools import partial
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from contextlib import nullcontext
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
-from mmengine.dist import (all_gather, all_reduce, get_comm_device, get_rank,
-                           get_world_size)
+from mmengine.dist import get_rank
 from mmengine.logging import print_log
 from mmengine.model import BaseModel
 from mmpretrain.models.necks import SwAVNeck
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from hirl_mm.utils import global_pool, pooled_embedding
-from ..utils import HierarchicalPrototypeMixin, keep_own_buffers
-from ..utils.row_pairing import match_views, row_hashes, row_offset, tensors_in
+from ..utils import (HierarchicalPrototypeMixin, ProjectionCapture,
+                     batch_statistics, keep_own_buffers, sample_indices)
+from ..utils.projection_capture import find_module, first_tensor, paired_view
 
 # Sub-modules of common MMPretrain algorithms that hold the momentum /
 # teacher branch, i.e. ``Sequential(backbone, neck)`` averaged copies.
@@ -29,50 +27,6 @@ BRANCH_SPACES = dict(
     predictor='`head.predictor` of the online projection')
 # Necks that take a list of backbone outputs, one per crop resolution.
 MULTI_RESOLUTION_NECKS = (SwAVNeck, )
-
-
-def _first_tensor(out) -> torch.Tensor:
-    while isinstance(out, (list, tuple)):
-        out = out[0]
-    return out
-
-
-def _across_ranks(norm: nn.Module) -> bool:
-    """Whether ``norm`` normalises over the batches of several ranks."""
-    return isinstance(norm, nn.SyncBatchNorm) and \
-        get_world_size(norm.process_group) > 1
-
-
-@contextmanager
-def batch_statistics(module: nn.Module, batch_size: int):
-    """Normalise by the batch's statistics in the norm layers of ``module``
-    that have them, leaving their running statistics untouched.
-
-    A BN layer normalises over this rank's batch of ``batch_size`` images:
-    one image has no statistics (a single value per channel), so it keeps
-    the running ones. A SyncBN layer under several ranks normalises over
-    all ranks' batches together and all-gathers their statistics in every
-    forward pass (a collective): it takes the batch's statistics whatever
-    this rank's batch size, so that every rank makes the same calls; the
-    batch then holds an image per rank at least, as long as every rank
-    passes one (see :func:`~hirl_mm.engine.extract_feature_shard`).
-
-    Args:
-        module (nn.Module): The module whose norm layers switch.
-        batch_size (int): Images in this rank's batch.
-    """
-    norms = [
-        m for m in module.modules()
-        if isinstance(m, _BatchNorm) and (batch_size > 1 or _across_ranks(m))
-    ]
-    saved = [(m.training, m.track_running_stats) for m in norms]
-    for m in norms:
-        m.training, m.track_running_stats = True, False
-    try:
-        yield
-    finally:
-        for m, (training, track) in zip(norms, saved):
-            m.training, m.track_running_stats = training, track
 
 
 @MODELS.register_module()
@@ -92,7 +46,7 @@ class HIRL(HierarchicalPrototypeMixin, BaseModel):
     assumed (algorithms stack views their own way: SimCLR interleaves
     them, SwAV concatenates them): the rows are traced to the images that
     reached ``backbone`` and those are matched to the input views
-    (``inputs[v][b]``) exactly (:mod:`..utils.row_pairing`). SPD embeds the
+    (``inputs[v][b]``) exactly (:class:`ProjectionCapture`). SPD embeds the
     rows of the first view that has all its images among them, in sample
     order; a batch where no view can be paired (images mixed or changed
     before the backbone) raises an error.
@@ -159,7 +113,7 @@ class HIRL(HierarchicalPrototypeMixin, BaseModel):
         keep_own_buffers(base)
         self.loss_weight = loss_weight
         self.proj_module = proj_module
-        self._find(proj_module, 'proj_module')
+        find_module(base, proj_module, 'proj_module')
         chosen = proto_branch is None
         if chosen:
             proto_branch = next(
@@ -171,7 +125,7 @@ class HIRL(HierarchicalPrototypeMixin, BaseModel):
                 f'head (`head.predictor`, as SimSiam and BYOL have); '
                 f'{type(base).__name__} has none.')
         elif proto_branch not in ONLINE_BRANCHES:
-            self._find(proto_branch, 'proto_branch')
+            find_module(base, proto_branch, 'proto_branch')
         self.proto_branch = proto_branch
         if reassign_each_iter and proto_branch not in ONLINE_BRANCHES[:2]:
             raise ValueError(
@@ -208,17 +162,6 @@ class HIRL(HierarchicalPrototypeMixin, BaseModel):
         """The base head, for upstream hooks (e.g. ``SwAVHook``)."""
         return self.base.head
 
-    def _find(self, path: str, key: str) -> nn.Module:
-        module = self.base
-        for name in path.split('.'):
-            if not hasattr(module, name):
-                raise ValueError(
-                    f'`{key}={path!r}` names no sub-module of the base '
-                    f'algorithm {type(self.base).__name__}; its children are '
-                    f'{[n for n, _ in self.base.named_children()]}.')
-            module = getattr(module, name)
-        return module
-
     def forward(self,
                 inputs: Union[torch.Tensor, List[torch.Tensor]],
                 data_samples: Optional[List[DataSample]] = None,
@@ -234,8 +177,9 @@ class HIRL(HierarchicalPrototypeMixin, BaseModel):
     def extract_proto_feat(self, inputs: torch.Tensor) -> torch.Tensor:
         """Normalised projections the prototypes are built from, (B, D)."""
         if self.proto_branch not in ONLINE_BRANCHES:
-            out = self._find(self.proto_branch, 'proto_branch')(inputs)
-            return pooled_embedding(_first_tensor(out))
+            out = find_module(self.base, self.proto_branch, 'proto_branch')(
+                inputs)
+            return pooled_embedding(first_tensor(out))
         feats = self.base.backbone(inputs)
         if isinstance(self.base.neck, MULTI_RESOLUTION_NECKS):
             feats = [feats]
@@ -244,65 +188,41 @@ class HIRL(HierarchicalPrototypeMixin, BaseModel):
                 else nullcontext():
             out = self.base.neck(feats)
         if self.proto_branch == 'predictor':
-            out = self.base.head.predictor([_first_tensor(out)])
-        return pooled_embedding(_first_tensor(out))
-
-    @property
-    def _recording(self) -> bool:
-        bank = self.memory_bank
-        return bank is not None and bank.recording
+            out = self.base.head.predictor([first_tensor(out)])
+        return pooled_embedding(first_tensor(out))
 
     def loss(self, inputs: List[torch.Tensor],
              data_samples: List[DataSample]) -> Dict[str, torch.Tensor]:
-        recording = self._recording
+        """The base algorithm's losses, and ``loss_spd`` of the projection
+        rows of the first view that pairs with every sample; the
+        prototype-branch rows go to the memory bank while it records."""
+        bank = self.memory_bank
+        recording = bank is not None and bank.recording
+        branch, branch_input = None, 'images'
+        if recording and self.proto_branch == 'predictor':
+            branch, branch_input = 'head.predictor', 'projection'
+        elif recording and self.proto_branch not in ONLINE_BRANCHES:
+            branch = self.proto_branch
         # every view the step projects goes to the bank, or the first one
-        every = recording and self.memory_bank.views == 'all'
-        calls, proj, branch = [], [], []
-
-        def on_backbone(module, args, kwargs, out):
-            if every or not proj:  # the calls the projections may hold
-                images = args[0] if args else next(iter(kwargs.values()))
-                calls.append((images, tensors_in(out)))
-
-        def capture(store, all_calls=False):
-            return lambda m, args, out: store.append(
-                (tensors_in(args), _first_tensor(out))) \
-                if all_calls or not store else None
-
-        hooks = [
-            self.base.backbone.register_forward_hook(
-                on_backbone, with_kwargs=True),
-            self._find(self.proj_module, 'proj_module').register_forward_hook(
-                capture(proj, every))
-        ]
-        if recording and self.proto_branch not in ONLINE_BRANCHES[:2]:
-            module = self._find(
-                'head.predictor' if self.proto_branch == 'predictor' else
-                self.proto_branch, 'proto_branch')
-            hooks.append(module.register_forward_hook(capture(branch, every)))
-        try:
+        with ProjectionCapture(
+                self.base,
+                self.proj_module,
+                branch,
+                branch_input,
+                every=recording and bank.views == 'all') as capture:
             losses = self.base.loss(inputs, data_samples)
-        finally:
-            for hook in hooks:
-                hook.remove()
-        if not proj:
-            raise RuntimeError(
-                f'HIRL found no online projection: `proj_module='
-                f'{self.proj_module!r}` was not called by '
-                f'{type(self.base).__name__}.loss(). Set `proj_module` to the '
-                'module whose output the base loss uses.')
+        _, proj_out = capture.projection
         if not (self.prototypes.ready or recording):
             return losses
 
         views = list(inputs) if isinstance(inputs, (list, tuple)) \
             else [inputs]
-        proj_in, proj_out = proj[0]
-        index = self._pair_projection(calls, proj_in, len(proj_out), views)
-        view, rows = self._paired_view(index, 'the online projection')
-        sample_idx = torch.as_tensor([ds.sample_idx for ds in data_samples],
-                                     device=proj_out.device)
+        index = capture.pair(0, views)
+        view, rows = paired_view(index, 'the online projection')
+        sample_idx = sample_indices(data_samples, proj_out.device)
         if recording:
-            self._record(calls, proj, index, branch, views, sample_idx)
+            self.record_proto_feat(
+                *capture.bank_rows(index, views, sample_idx))
         if not self.prototypes.ready:
             return losses
 
@@ -310,7 +230,7 @@ class HIRL(HierarchicalPrototypeMixin, BaseModel):
         embeddings = self.hirl_neck(proj_all[rows])
         if self.reassign_each_iter:
             # swapped, as the reference: the other view's projection
-            _, other = self._paired_view(
+            _, other = paired_view(
                 index, 'the online projection (a second view, for '
                 '`reassign_each_iter`)',
                 after=view)
@@ -324,180 +244,6 @@ class HIRL(HierarchicalPrototypeMixin, BaseModel):
         losses['loss_spd'] = self.loss_weight * self.hirl_head.loss(
             embeddings, pos_paths, self.prototypes.centroids, neg_paths)
         return losses
-
-    def _pair_projection(self, calls: list, proj_in: List[torch.Tensor],
-                         num_rows: int,
-                         views: List[torch.Tensor]) -> torch.Tensor:
-        """(V, B) row of the projection holding view v of sample b, -1 where
-        none: its inputs traced to backbone calls, their images to views."""
-        segments = []
-        for t in proj_in:
-            for images, outs in calls:
-                offset = next((o for o in map(partial(row_offset, t), outs)
-                               if o is not None), None)
-                if offset is not None:
-                    segments.append(images[offset:offset + len(t)])
-                    break
-            else:
-                raise RuntimeError(
-                    f'HIRL cannot pair the online projection with the '
-                    f'samples: an input of `{self.proj_module}` '
-                    f'({tuple(t.shape)}) is not made of whole rows of an '
-                    f'output of `backbone` in {type(self.base).__name__}.'
-                    'loss() (computed from it in between?).')
-        if sum(map(len, segments)) != num_rows:
-            raise RuntimeError(
-                f'HIRL cannot pair the online projection with the samples: '
-                f'`{self.proj_module}` output {num_rows} rows from inputs of '
-                f'{[len(s) for s in segments]} rows.')
-        return match_views(segments, views)
-
-    @staticmethod
-    def _paired_view(index: torch.Tensor,
-                     what: str,
-                     after: int = -1) -> Tuple[int, torch.Tensor]:
-        """The first view after ``after`` with a row for every sample, and
-        those rows in sample order."""
-        full = (index >= 0).all(1).nonzero()[:, 0]
-        full = full[full > after]
-        if not len(full):
-            raise RuntimeError(
-                f'HIRL cannot pair the rows of {what} with the samples: no '
-                f'input view after view {after} has all of its '
-                f'{index.shape[1]} images among the images that reached the '
-                f'backbone (images found per view: '
-                f'{(index >= 0).sum(1).tolist()}). Inputs mixed or changed '
-                'before the backbone (e.g. MixMIM, CutMix) are not '
-                'supported.')
-        view = int(full[0])
-        return view, index[view]
-
-    def _record(self, calls: list, proj: list, index: torch.Tensor,
-                branch: list, views: List[torch.Tensor],
-                sample_idx: torch.Tensor) -> None:
-        """Hand this step's prototype-branch rows to the memory bank, once:
-        of the view SPD embeds (``memory_bank.views == 'first'``) or of
-        every view of the first view's size that the step projects."""
-        every = self.memory_bank.views == 'all'
-        # (V, B) rows of each projection call, paired with the views
-        indices = [index] + [
-            self._pair_projection(calls, c_in, len(c_out), views)
-            for c_in, c_out in proj[1:]
-        ]
-        if not every:  # the paired view's rows of the first call
-            view = int((index >= 0).all(1).nonzero()[0, 0])
-            keep = torch.zeros_like(index, dtype=torch.bool)
-            keep[view] = True
-            indices = [index.where(keep, -1)]
-        else:  # global views only: multi-crop's small crops are not images
-            full = torch.tensor([v.shape == views[0].shape for v in views],
-                                device=index.device)
-            indices = [i.where(full[:, None], -1) for i in indices]
-        feats, ids = [], []
-        if self.proto_branch in ONLINE_BRANCHES:
-            for (c_in, c_out), rows in zip(proj, indices):
-                outs = global_pool(c_out)
-                found = rows >= 0  # V x B
-                if self.proto_branch == 'predictor':
-                    outs, predicted = self._predicted(c_out, branch, every)
-                    if not predicted[rows[found]].all():
-                        raise RuntimeError(
-                            'HIRL cannot record prototype features: the '
-                            'calls of `head.predictor` do not predict from '
-                            'the rows of the captured online projection.')
-                feats.append(outs[rows[found]])
-                ids.append(sample_idx.expand_as(rows)[found])
-        else:
-            if not branch:
-                raise RuntimeError(f'HIRL cannot record prototype features: '
-                                   f'`{self.proto_branch}` was not called by '
-                                   f'{type(self.base).__name__}.loss().')
-            for branch_in, branch_out in branch:
-                f, i = self._matched(
-                    global_pool(branch_out), branch_in[0], views, sample_idx,
-                    every)
-                feats.append(f)
-                ids.append(i)
-        self.record_proto_feat(
-            torch.cat(feats).detach(),
-            torch.cat(ids).to(feats[0].device))
-
-    @staticmethod
-    def _predicted(proj_out: torch.Tensor, branch: list,
-                   every: bool) -> Tuple[torch.Tensor, torch.Tensor]:
-        """``head.predictor``'s outputs aligned with the rows of the
-        projection ``proj_out`` (R, D), and which rows it predicted (R, )."""
-        out = proj_out.new_zeros(len(proj_out), 0)
-        predicted = torch.zeros(
-            len(proj_out), dtype=torch.bool, device=proj_out.device)
-        for (pred_in, *_), pred_out in branch if every else branch[:1]:
-            offset = row_offset(pred_in, proj_out)
-            if offset is None or offset + len(pred_out) > len(proj_out):
-                continue
-            pred = global_pool(pred_out)
-            if not out.shape[1]:
-                out = pred.new_zeros(len(proj_out), pred.shape[1])
-            out[offset:offset + len(pred)] = pred
-            predicted[offset:offset + len(pred)] = True
-        return out, predicted
-
-    def _matched(self, feats: torch.Tensor, images: torch.Tensor,
-                 views: List[torch.Tensor], sample_idx: torch.Tensor,
-                 every: bool) -> Tuple[torch.Tensor, torch.Tensor]:
-        """A momentum branch's rows and the samples their images are views
-        of: of every global view, or of each sample's lowest view. Under
-        several processes the images are paired against every rank's
-        views (MoCo's batch shuffle sends key images to other ranks): an
-        all-gather of O(B) hashes, never of images or features."""
-        V, B = len(views), len(views[0])
-        device = feats.device
-        world_size = get_world_size()
-        if world_size == 1:  # rows of a view itself: no hashing
-            offset = next((o for o in (row_offset(images, v)
-                                       for v in views) if o is not None), None)
-            if offset is not None:
-                return feats, sample_idx[offset:offset +
-                                         len(images)].to(device)
-        full = torch.tensor([v.shape == views[0].shape for v in views],
-                            device=device)
-        table = torch.stack([
-            torch.stack([row_hashes(v).to(device) for v in views]),
-            sample_idx.to(device).expand(V, B),
-            torch.arange(V, device=device)[:, None].expand(V, B),
-            full[:, None].expand(V, B).long()
-        ]).flatten(1)  # 4 x VB: hash, sample, view, valid
-        if world_size > 1:
-            comm = get_comm_device()
-            width = torch.tensor([table.shape[1]], device=comm)
-            all_reduce(width, op='max')  # the last batches may differ
-            padded = table.new_zeros(4, int(width)).to(comm)
-            padded[:, :table.shape[1]] = table.to(comm)
-            table = torch.cat(all_gather(padded), dim=1).to(device)
-        table = table[:, table[2].argsort(stable=True)]  # lowest view first
-        eq = (row_hashes(images).to(device)[:, None] == table[0][None]) \
-            & table[3].bool()[None]
-        found = eq.any(1).nonzero()[:, 0]
-        if not len(found) and world_size == 1:
-            raise RuntimeError(
-                f'HIRL cannot record prototype features: no image that '
-                f'reached `{self.proto_branch}` is one of the input views.')
-        col = eq[found].int().argmax(1)
-        ids, view = table[1, col], table[2, col]
-        if not every and len(ids):  # each sample's lowest view only
-            lowest = view.new_full((int(ids.max()) + 1, ),
-                                   V).scatter_reduce(0, ids, view, 'amin')
-            keep = view == lowest[ids]
-            found, ids = found[keep], ids[keep]
-        return feats[found], ids
-
-    def _record_matched(self, feats: torch.Tensor, images: torch.Tensor,
-                        views: List[torch.Tensor],
-                        sample_idx: torch.Tensor) -> None:
-        """Record a momentum branch's rows by the sample their image is a
-        view of (:meth:`_matched`, each sample's lowest view)."""
-        # through the class: the method needs only `proto_branch` of self
-        self.record_proto_feat(
-            *HIRL._matched(self, feats, images, views, sample_idx, False))
 
     @staticmethod
     def _strip_base_prefix(module, state_dict, prefix, local_metadata):

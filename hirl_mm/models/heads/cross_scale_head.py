@@ -6,8 +6,6 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 
-from ..losses import cross_scale_loss
-
 
 @MODELS.register_module()
 class CrossScaleHead(BaseModule):
@@ -27,6 +25,8 @@ class CrossScaleHead(BaseModule):
         num_local (int): Prototypes of the scale.
         num_global (int): Global prototypes.
         temperature (float): Softmax temperature. Defaults to 0.1.
+        loss (dict): Config of the loss. Defaults to
+            ``dict(type='CrossScaleLoss')``.
         init_cfg (dict, optional): Initialization config. Defaults to None.
     """
 
@@ -34,10 +34,12 @@ class CrossScaleHead(BaseModule):
                  num_local: int,
                  num_global: int,
                  temperature: float = 0.1,
+                 loss: dict = dict(type='CrossScaleLoss'),
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.temperature = temperature
         self.prototypes = nn.Linear(num_local, num_global, bias=False)
+        self.loss_module = MODELS.build(loss)
 
     @torch.no_grad()
     def normalize_prototypes(self) -> None:
@@ -72,7 +74,7 @@ class CrossScaleHead(BaseModule):
     def loss(self, patch_logits: torch.Tensor, codes: List[torch.Tensor],
              num_views: int) -> torch.Tensor:
         """Cross entropy to the global codes, averaged over the patch views
-        and the coded global views (:func:`cross_scale_loss`).
+        and the coded global views (:class:`CrossScaleLoss`).
 
         Args:
             patch_logits (torch.Tensor): See :meth:`forward`.
@@ -84,4 +86,4 @@ class CrossScaleHead(BaseModule):
             torch.Tensor: The scalar loss.
         """
         scores = self(patch_logits, codes[0].shape[0], num_views)
-        return cross_scale_loss(scores, codes, self.temperature)
+        return self.loss_module(scores, codes, self.temperature)

@@ -6,8 +6,6 @@ from mmengine.dist import all_reduce
 from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 
-from ..losses import dino_loss
-
 
 @MODELS.register_module()
 class DINOHead(BaseModule):
@@ -16,11 +14,11 @@ class DINOHead(BaseModule):
     For every teacher view q (the global crops) and every student view
     v != q: cross-entropy between softmax((t_q - c) / T_t) and
     softmax(s_v / T_s), averaged over the batch and over the pairs
-    (:func:`dino_loss`). The teacher temperature T_t rises linearly (per
-    epoch) from ``warmup_teacher_temp`` to ``teacher_temp`` over
-    ``warmup_teacher_temp_epochs`` epochs (``np.linspace`` as the reference),
-    then stays. After each loss the centre c moves towards the mean teacher
-    logits (over all ranks): c <- m c + (1 - m) mean(t).
+    (``loss``, :class:`DINOLoss`). The teacher temperature T_t rises
+    linearly (per epoch) from ``warmup_teacher_temp`` to ``teacher_temp``
+    over ``warmup_teacher_temp_epochs`` epochs (``np.linspace`` as the
+    reference), then stays. After each loss the centre c moves towards the
+    mean teacher logits (over all ranks): c <- m c + (1 - m) mean(t).
 
     Args:
         out_channels (int): Number of logits.
@@ -31,6 +29,8 @@ class DINOHead(BaseModule):
             Defaults to 0.04.
         warmup_teacher_temp_epochs (int): Warm-up epochs. Defaults to 30.
         center_momentum (float): Momentum m of the centre. Defaults to 0.9.
+        loss (dict): Config of the loss. Defaults to
+            ``dict(type='DINOLoss')``.
         init_cfg (dict, optional): Initialization config. Defaults to None.
     """
 
@@ -41,6 +41,7 @@ class DINOHead(BaseModule):
                  warmup_teacher_temp: float = 0.04,
                  warmup_teacher_temp_epochs: int = 30,
                  center_momentum: float = 0.9,
+                 loss: dict = dict(type='DINOLoss'),
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if min(student_temp, teacher_temp, warmup_teacher_temp) <= 0:
@@ -54,6 +55,7 @@ class DINOHead(BaseModule):
         self.warmup_teacher_temp_epochs = warmup_teacher_temp_epochs
         self.center_momentum = center_momentum
         self.register_buffer('center', torch.zeros(1, out_channels))
+        self.loss_module = MODELS.build(loss)
 
     @staticmethod
     def warmup_value(start: float, end: float, warmup_epochs: int,
@@ -72,8 +74,7 @@ class DINOHead(BaseModule):
              student_logits: Sequence[torch.Tensor],
              teacher_logits: Sequence[torch.Tensor],
              epoch: int = 0) -> torch.Tensor:
-        """Cross-view self-distillation loss (:func:`dino_loss`); updates
-        the centre.
+        """Cross-view self-distillation loss; updates the centre.
 
         Args:
             student_logits (Sequence[Tensor]): One (B, K) tensor per student
@@ -85,8 +86,8 @@ class DINOHead(BaseModule):
         Returns:
             Tensor: The loss.
         """
-        loss = dino_loss(student_logits, teacher_logits, self.center,
-                         self.student_temp, self.teacher_temp_at(epoch))
+        loss = self.loss_module(student_logits, teacher_logits, self.center,
+                                self.student_temp, self.teacher_temp_at(epoch))
         self.update_center(torch.cat(list(teacher_logits)))
         return loss
 

@@ -3,7 +3,6 @@ from typing import Dict, Optional, Sequence
 import torch
 from mmpretrain.registry import MODELS
 
-from ..losses import ibot_patch_loss
 from .dino_head import DINOHead
 
 
@@ -16,7 +15,8 @@ class iBOTHead(DINOHead):
     teacher's centred, sharpened patch distributions (unmasked image) and
     the student's (masked image) at the masked positions only: per image the
     sum over masked patches divided by their number (an image without mask
-    counts as 0), averaged over images and views (:func:`ibot_patch_loss`).
+    counts as 0), averaged over images and views (``patch_loss``,
+    :class:`iBOTPatchLoss`).
     The patch logits have their own centre and teacher temperature schedule.
 
     Args:
@@ -27,10 +27,13 @@ class iBOTHead(DINOHead):
         warmup_teacher_patch_temp (float): At epoch 0. Defaults to 0.04.
         cls_loss_weight (float): Weight of ``loss_cls``. Defaults to 1.0.
         patch_loss_weight (float): Weight of ``loss_patch``. Defaults to 1.0.
+        patch_loss (dict): Config of the patch loss. Defaults to
+            ``dict(type='iBOTPatchLoss')``.
+        init_cfg (dict, optional): Initialization config. Defaults to None.
         **kwargs: :class:`DINOHead`'s arguments (``student_temp``,
             ``teacher_temp``, ``warmup_teacher_temp``,
             ``warmup_teacher_temp_epochs`` (both warm-ups),
-            ``center_momentum``).
+            ``center_momentum``, ``loss`` of the class tokens).
     """
 
     def __init__(self,
@@ -39,6 +42,7 @@ class iBOTHead(DINOHead):
                  warmup_teacher_patch_temp: float = 0.04,
                  cls_loss_weight: float = 1.0,
                  patch_loss_weight: float = 1.0,
+                 patch_loss: dict = dict(type='iBOTPatchLoss'),
                  init_cfg: Optional[dict] = None,
                  **kwargs) -> None:
         super().__init__(out_channels, init_cfg=init_cfg, **kwargs)
@@ -49,6 +53,7 @@ class iBOTHead(DINOHead):
         self.cls_loss_weight = cls_loss_weight
         self.patch_loss_weight = patch_loss_weight
         self.register_buffer('patch_center', torch.zeros(1, out_channels))
+        self.patch_loss_module = MODELS.build(patch_loss)
 
     def teacher_patch_temp_at(self, epoch: int) -> float:
         """The teacher patch temperature of an epoch."""
@@ -87,10 +92,11 @@ class iBOTHead(DINOHead):
                 f'{len(student_patch)}, {len(teacher_patch)}, {len(masks)} '
                 f'for {len(teacher_cls)} global views.')
         loss_cls = super().loss(student_cls, teacher_cls, epoch)
-        loss_patch = ibot_patch_loss(student_patch, teacher_patch, masks,
-                                     self.patch_center, self.student_temp,
-                                     self.teacher_patch_temp_at(epoch),
-                                     self.patch_loss_weight)
+        loss_patch = self.patch_loss_module(student_patch, teacher_patch,
+                                            masks, self.patch_center,
+                                            self.student_temp,
+                                            self.teacher_patch_temp_at(epoch),
+                                            self.patch_loss_weight)
         self.update_patch_center(torch.cat(list(teacher_patch)))
         return dict(
             loss_cls=self.cls_loss_weight * loss_cls, loss_patch=loss_patch)

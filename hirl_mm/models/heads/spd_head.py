@@ -1,10 +1,8 @@
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
-
-from ..losses import spd_loss
 
 
 @MODELS.register_module()
@@ -15,26 +13,33 @@ class SPDHead(BaseModule):
     by ``s(z, P) = prod_l (1 + cos(z_l, c_l)) / 2``. The positive path is the
     image's own; negatives are the ancestor paths of ``num_neg_path`` level-0
     clusters drawn uniformly with replacement (:meth:`sample_negatives`),
-    minus those equal to the positive path; the loss is :func:`spd_loss`.
+    minus those equal to the positive path; ``loss`` scores them
+    (:class:`SPDLoss`).
 
     Args:
         num_neg_path (int): Negative paths per sample. Defaults to 1000.
-        eps (float): Added inside both logs. Defaults to 1e-6.
+        eps (float, optional): ``eps`` of the loss, set here by configs that
+            predate ``loss``. Defaults to None: the loss config's own.
+        loss (dict): Config of the loss. Defaults to
+            ``dict(type='SPDLoss')``.
         init_cfg (dict, optional): Initialization config. Defaults to None.
     """
 
     def __init__(self,
                  num_neg_path: int = 1000,
-                 eps: float = 1e-6,
-                 init_cfg=None) -> None:
+                 eps: Optional[float] = None,
+                 loss: dict = dict(type='SPDLoss'),
+                 init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg)
         self.num_neg_path = num_neg_path
-        self.eps = eps
+        if eps is not None:
+            loss = dict(loss, eps=eps)
+        self.loss_module = MODELS.build(loss)
 
     def loss(self, embeddings: Sequence[torch.Tensor], pos_paths: torch.Tensor,
              centroids: List[torch.Tensor],
              neg_paths: torch.Tensor) -> torch.Tensor:
-        """Compute the SPD loss (:func:`spd_loss`).
+        """Compute the SPD loss.
 
         Args:
             embeddings (Sequence[Tensor]): L normalised (B, D) embeddings.
@@ -45,7 +50,7 @@ class SPDHead(BaseModule):
         Returns:
             Tensor: the scalar loss.
         """
-        return spd_loss(embeddings, pos_paths, centroids, neg_paths, self.eps)
+        return self.loss_module(embeddings, pos_paths, centroids, neg_paths)
 
     def sample_negatives(self, batch_size: int, num_leaves: int,
                          device: torch.device) -> torch.Tensor:

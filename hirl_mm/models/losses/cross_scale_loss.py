@@ -1,7 +1,9 @@
 from typing import Sequence
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
+from mmpretrain.registry import MODELS
 
 
 def cross_scale_loss(scores: torch.Tensor, codes: Sequence[torch.Tensor],
@@ -33,3 +35,14 @@ def cross_scale_loss(scores: torch.Tensor, codes: Sequence[torch.Tensor],
             f'{tuple(scores.shape)} and {[tuple(q.shape) for q in codes]}.')
     log_p = F.log_softmax(scores / temperature, dim=-1)  # V x B x K
     return torch.stack([-(q * log_p).sum(-1).mean() for q in codes]).mean()
+
+
+@MODELS.register_module()
+class CrossScaleLoss(nn.Module):
+    """SS-PRL's cross-scale loss of one pyramid scale
+    (:func:`cross_scale_loss`); the temperature is the head's."""
+
+    def forward(self, scores: torch.Tensor, codes: Sequence[torch.Tensor],
+                temperature: float) -> torch.Tensor:
+        """See :func:`cross_scale_loss`."""
+        return cross_scale_loss(scores, codes, temperature)

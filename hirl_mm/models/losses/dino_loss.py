@@ -1,7 +1,9 @@
 from typing import Sequence
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
+from mmpretrain.registry import MODELS
 
 
 def dino_loss(student_logits: Sequence[torch.Tensor],
@@ -48,3 +50,19 @@ def dino_loss(student_logits: Sequence[torch.Tensor],
             total = total + torch.sum(-t * s, dim=-1).mean()
             pairs += 1
     return total / pairs
+
+
+@MODELS.register_module()
+class DINOLoss(nn.Module):
+    """DINO's cross-view self-distillation loss (:func:`dino_loss`).
+
+    The centre and the temperatures are the head's (a buffer and a
+    schedule), so they come with each call.
+    """
+
+    def forward(self, student_logits: Sequence[torch.Tensor],
+                teacher_logits: Sequence[torch.Tensor], center: torch.Tensor,
+                student_temp: float, teacher_temp: float) -> torch.Tensor:
+        """See :func:`dino_loss`."""
+        return dino_loss(student_logits, teacher_logits, center, student_temp,
+                         teacher_temp)

@@ -1,7 +1,9 @@
 from typing import Sequence
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
+from mmpretrain.registry import MODELS
 
 
 def ibot_patch_loss(student_patch: Sequence[torch.Tensor],
@@ -54,3 +56,25 @@ def ibot_patch_loss(student_patch: Sequence[torch.Tensor],
         total = total + ((ce * m).sum(-1) / m.sum(-1).clamp(min=1.0)).mean()
     # weight before the view average: the rounding iBOTHead has always had
     return loss_weight * total / len(teacher_patch)
+
+
+@MODELS.register_module()
+class iBOTPatchLoss(nn.Module):
+    """iBOT's masked-patch self-distillation loss (:func:`ibot_patch_loss`).
+
+    The centre and the temperatures are the head's (a buffer and a
+    schedule), so they come with each call, as the weight does: it applies
+    before the view average.
+    """
+
+    def forward(self,
+                student_patch: Sequence[torch.Tensor],
+                teacher_patch: Sequence[torch.Tensor],
+                masks: Sequence[torch.Tensor],
+                center: torch.Tensor,
+                student_temp: float,
+                teacher_temp: float,
+                loss_weight: float = 1.0) -> torch.Tensor:
+        """See :func:`ibot_patch_loss`."""
+        return ibot_patch_loss(student_patch, teacher_patch, masks, center,
+                               student_temp, teacher_temp, loss_weight)

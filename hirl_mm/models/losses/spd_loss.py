@@ -1,6 +1,8 @@
 from typing import Sequence
 
 import torch
+import torch.nn as nn
+from mmpretrain.registry import MODELS
 
 
 def path_scores(cos: torch.Tensor) -> torch.Tensor:
@@ -60,3 +62,24 @@ def spd_loss(embeddings: Sequence[torch.Tensor],
     loss_neg = (-torch.log(1 - neg_score + eps) * keep).sum(1) \
         / (keep.sum(1) + eps)
     return ((loss_pos + loss_neg) / 2).mean()
+
+
+@MODELS.register_module()
+class SPDLoss(nn.Module):
+    """HIRL's semantic path discrimination loss (:func:`spd_loss`).
+
+    Args:
+        eps (float): Added inside both logs. Defaults to 1e-6.
+    """
+
+    def __init__(self, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, embeddings: Sequence[torch.Tensor],
+                pos_paths: torch.Tensor, centroids: Sequence[torch.Tensor],
+                neg_paths: torch.Tensor) -> torch.Tensor:
+        """The loss of L ``(B, D)`` level embeddings against ``(B, L)``
+        positive and ``(B, K, L)`` candidate negative paths through L
+        ``(M_l, D)`` prototypes (see :func:`spd_loss`)."""
+        return spd_loss(embeddings, pos_paths, centroids, neg_paths, self.eps)

@@ -1,5 +1,5 @@
 """Per-rank memory of the training pass's features (DeepCluster-v2, NPID)."""
-from typing import Optional, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -10,6 +10,21 @@ from mmengine.dist import (all_gather, all_reduce, gather, get_comm_device,
 # holds world_size such chunks at a time, not the N x D matrix.
 GATHER_CHUNK_BYTES = 32 * 2**20
 RECORDED_VIEWS = ('first', 'all')
+
+
+def sample_indices(data_samples: Sequence,
+                   device: Optional[torch.device] = None) -> torch.Tensor:
+    """The ``sample_idx`` of each data sample, the ids the bank keys on.
+
+    Args:
+        data_samples (Sequence[DataSample]): The batch's data samples.
+        device (torch.device, optional): Where the ids go. Defaults to None.
+
+    Returns:
+        torch.Tensor: ``(B, )`` ids.
+    """
+    return torch.as_tensor([ds.sample_idx for ds in data_samples],
+                           device=device)
 
 
 class PrototypeMemoryBank:

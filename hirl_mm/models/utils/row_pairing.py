@@ -89,7 +89,7 @@ def match_views(segments: Sequence[torch.Tensor],
     start = 0
     for seg in segments:  # an earlier segment's row wins
         # rows of a view itself (SimSiam, MoCo's query) are paired by
-        # storage, without hashing (10-50 ms a step on a CPU)
+        # storage, without hashing
         v, offset = next(
             ((v, o)
              for v, o in enumerate(row_offset(seg, view)

@@ -1,4 +1,4 @@
-"""HIRL against the reference's semantics (issue 15, items 6-8; issue 14).
+"""HIRL against the reference's semantics.
 
 Each test builds a tiny MMPretrain algorithm inline (ResNet-18 at 16 px) and
 checks which rows HIRL takes: the sample pairing of the projection (SimCLR
@@ -13,7 +13,6 @@ from tiny_models import B, D, build, samples, views
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from hirl_mm.clustering import HierarchicalClustering
-from hirl_mm.models.utils.row_pairing import match_views, row_offset
 
 
 def load_tree(model, level0=4, seed=0):
@@ -44,50 +43,6 @@ def capture(model, spy_head=False):
         model.hirl_head.loss = lambda emb, pos, cent, neg: seen.update(
             pos=pos, neg=neg) or loss(emb, pos, cent, neg)
     return seen
-
-
-def test_row_pairing_helpers():
-    x = torch.randn(5, 3)
-    assert row_offset(x[2:4], x) == 2 and row_offset(x, x) == 0
-    assert row_offset(x.clone(), x) is None
-    assert row_offset(x[:, :2], x) is None  # not whole rows
-    y, z = torch.randn(4, 2, 2), torch.randn(4, 2, 2)
-    # two segments of rows: y interleaved with z, then y again
-    rows = torch.stack([y, z], 1).flatten(0, 1)
-    index = match_views([rows, y[:2]], [y, z, -y])
-    assert index[0].tolist() == [0, 2, 4, 6]
-    assert index[1].tolist() == [1, 3, 5, 7]
-    assert index[2].tolist() == [-1] * 4
-
-
-def test_rows_of_a_view_are_paired_by_storage_as_by_hash():
-    """Segments that are rows of a view (SimSiam, MoCo's query) skip the
-    hashing; the pairing is the one the hashes give on copies."""
-    y, z = torch.randn(6, 2, 2), torch.randn(6, 2, 2)
-    for segments in ([y, z], [z[3:], y, z[:3]], [y[1:4], z, y]):
-        by_storage = match_views(segments, [y, z, -y])
-        by_hash = match_views([s.clone() for s in segments], [y, z, -y])
-        assert torch.equal(by_storage, by_hash)
-    # a mix: one segment aliased, one a copy
-    mixed = match_views([y[:3], z.clone(), y[3:].clone()], [y, z])
-    assert mixed.tolist() == [[0, 1, 2, 9, 10, 11], [3, 4, 5, 6, 7, 8]]
-
-
-def test_unshuffled_momentum_rows_are_recorded_by_storage():
-    """A key batch that is rows of a view is recorded without hashing, as
-    the hash path records a copy of it."""
-    inputs = views()
-    feats = torch.randn(4, D)
-    ids = torch.arange(10, 10 + B)
-    banks = []
-    for images in (inputs[1][2:6], inputs[1][2:6].clone()):
-        model = build('MoCo')
-        model.enable_memory_bank(32).recording = True
-        model._record_matched(feats, images, inputs, ids)
-        banks.append(bank_rows(model))
-    assert sorted(banks[0]) == [12, 13, 14, 15]
-    for i in banks[0]:
-        torch.testing.assert_close(banks[0][i], banks[1][i])
 
 
 @pytest.mark.parametrize('identical', [True, False])
@@ -241,73 +196,3 @@ def test_bad_prototype_spaces_are_named():
         build('SimCLR', proto_branch='predictor')
     with pytest.raises(ValueError, match='online_batch_stats'):
         build('SimSiam', proto_branch='predictor', reassign_each_iter=True)
-
-
-def _rank_views(rank, b=4):
-    """Rank ``rank``'s two views of its samples 10 * rank + [0, b)."""
-    gen = torch.Generator().manual_seed(rank)
-    return [torch.randn(b, 3, 2, 2, generator=gen) for _ in range(2)]
-
-
-class _Recorder:
-    """The part of HIRL that ``_record_matched`` uses."""
-    proto_branch = 'encoder_k'
-
-    def __init__(self):
-        self.rows = []
-
-    def record_proto_feat(self, feats, sample_idx):
-        self.rows += list(zip(sample_idx.tolist(), feats[:, 0].tolist()))
-
-
-def _record_across_ranks(rank, world, port, queue):
-    import os
-
-    import torch.distributed as dist
-
-    from hirl_mm.models.algorithms.hirl import HIRL
-    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
-    dist.init_process_group('gloo', rank=rank, world_size=world)
-    try:
-        views = _rank_views(rank)
-        # MoCo's batch shuffle: this rank's key images are the second views
-        # of samples of both ranks (the global batch, permuted)
-        keys = torch.cat([_rank_views(r)[1] for r in range(world)])
-        order = torch.randperm(
-            len(keys), generator=torch.Generator().manual_seed(7))[rank::world]
-        # a key's feature names its true sample: 10 * rank + b
-        truth = torch.tensor([10 * (i // 4) + i % 4 for i in range(8)])
-        feats = truth[order].float()[:, None].expand(-1, 3)
-        recorder = _Recorder()
-        HIRL._record_matched(recorder, feats, keys[order], views,
-                             10 * rank + torch.arange(4))
-        queue.put((rank, recorder.rows))
-    finally:
-        dist.destroy_process_group()
-
-
-def test_momentum_rows_are_recorded_across_ranks():
-    """Two gloo ranks, key images shuffled across them: each key row is
-    recorded under the sample it is a view of, by the rank holding it."""
-    import socket
-
-    import torch.multiprocessing as mp
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
-    ctx = mp.get_context('spawn')
-    queue = ctx.Queue()
-    procs = [
-        ctx.Process(target=_record_across_ranks, args=(r, 2, port, queue))
-        for r in range(2)
-    ]
-    for p in procs:
-        p.start()
-    rows = dict(queue.get(timeout=120) for _ in procs)
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
-    assert sorted(i for r in rows.values() for i, _ in r) == \
-        [0, 1, 2, 3, 10, 11, 12, 13]
-    for rank_rows in rows.values():  # the feature names its sample
-        assert all(i == f for i, f in rank_rows)

@@ -1,6 +1,8 @@
 import math
 
 import torch
+import torch.nn as nn
+from mmpretrain.registry import MODELS
 
 from hirl_mm.models import HIRLNeck, SPDHead
 
@@ -56,3 +58,33 @@ def test_gradient_reaches_the_neck():
     for mlp in neck.mlps:
         assert mlp[0].weight.grad.abs().sum() > 0
         assert mlp[-1].weight.grad.abs().sum() > 0
+
+
+@MODELS.register_module(force=True)
+class SpyPathLoss(nn.Module):
+    """Keeps what the head hands its loss and returns ``value``."""
+
+    def __init__(self, value=3.):
+        super().__init__()
+        self.value, self.args = value, None
+
+    def forward(self, *args):
+        self.args = args
+        return torch.tensor(self.value)
+
+
+def test_loss_is_built_from_config():
+    assert type(SPDHead().loss_module).__name__ == 'SPDLoss'
+    head = MODELS.build(
+        dict(type='SPDHead', loss=dict(type='SpyPathLoss', value=2.)))
+    z, pos = [torch.tensor([[1., 0.]])] * 2, torch.tensor([[0, 0]])
+    neg = torch.tensor([[[1, 0]]])
+    assert head.loss(z, pos, tiny_tree(), neg).item() == 2.
+    assert head.loss_module.args[1] is pos and head.loss_module.args[3] is neg
+
+
+def test_eps_of_older_configs_reaches_the_loss():
+    assert SPDHead().loss_module.eps == 1e-6
+    assert SPDHead(eps=1e-4).loss_module.eps == 1e-4
+    head = SPDHead(loss=dict(type='SPDLoss', eps=1e-3))
+    assert head.loss_module.eps == 1e-3

@@ -6,8 +6,8 @@ Reference semantics (facebookresearch/swav ``main_swav.py``
 per-prototype row sums of ``exp(scores / eps)`` are all-reduced, so the
 codes of W ranks holding B rows each are the rows of the codes of one
 process holding all W x B rows. That is what the tests check, under the
-project's NCCL simulation (tests/test_engine/test_nccl_rules.py): every collective
-is handed tensors on the scores' device, as under NCCL on GPUs.
+project's NCCL simulation (tests/test_engine/test_nccl_rules.py): every
+collective is handed tensors on the scores' device, as under NCCL on GPUs.
 """
 import os
 
