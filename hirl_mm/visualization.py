@@ -405,31 +405,40 @@ def read_run_scalars(work_dir: str,
     return merged
 
 
-def visualize_hirl(model,
-                   dataset_cfg: dict,
+def visualize_hirl(feats: np.ndarray,
+                   labels: Dict[str, np.ndarray],
+                   class_names: Dict[str, Optional[Sequence[str]]],
                    out_dir: str,
+                   tree: Optional[dict] = None,
                    max_samples: Optional[int] = 2000,
-                   batch_size: int = 256,
                    scalars: Optional[Dict[str, Dict[int, float]]] = None,
                    notes: Optional[Dict[str, str]] = None) -> Dict[str, str]:
-    """The pictures of a (HIRL) model on a training set config.
+    """The pictures of a (HIRL) model's features on its training set.
 
-    - ``tsne``: t-SNE of the backbone features of at most ``max_samples``
-      images, a panel per label the samples carry (fine, coarse); without
-      labels, coloured by the top level's prototype (or uncoloured).
-    - ``tree`` and ``gallery``: the model's prototypes, for a
-      :class:`HierarchicalPrototypeMixin` whose tree is built; their
-      assignments must index this data set. The tree is coloured by the
-      coarse labels when the samples carry them; the gallery needs none.
+    - ``tsne``: t-SNE of at most ``max_samples`` of ``feats``, a panel per
+      labelling (fine, coarse); without labels, coloured by the top level's
+      prototype (or uncoloured).
+    - ``tree`` and ``gallery``: the model's prototype tree, when given. The
+      tree is coloured by the coarse labels when there are some; the
+      gallery needs none.
     - ``prototype_stats``: :func:`plot_prototype_stats` of ``scalars`` (the
       prototype hook's ``prototypes/`` scalars), when given and not empty.
 
+    The tools extract the inputs (``tools/analysis/visualize.py``,
+    ``tools/main_job.py``).
+
     Args:
-        model (nn.Module): The model, in eval mode.
-        dataset_cfg (dict): The training set with a deterministic pipeline.
+        feats (np.ndarray): (N, D) backbone features of the data set.
+        labels (dict): ``fine`` and / or ``coarse`` (N, ) labels, those the
+            data set has.
+        class_names (dict): The class names of each labelling, or None.
         out_dir (str): The picture folder.
+        tree (dict, optional): The prototype tree over the same N images:
+            ``paths`` (N, L) cluster ids per level, ``num_clusters``,
+            ``centroids`` (K_l, D') per level, ``feats`` (N, D')
+            L2-normalised prototype-branch features and ``img_paths``.
+            Defaults to None.
         max_samples (int, optional): Images in the t-SNE. Defaults to 2000.
-        batch_size (int): Batch size of the embedding. Defaults to 256.
         scalars (dict, optional): ``{key: {epoch: value}}``, e.g. from
             :func:`read_run_scalars`. Defaults to None.
         notes (dict, optional): Filled with why a picture was not written
@@ -439,84 +448,35 @@ def visualize_hirl(model,
         dict: The written files by picture name.
     """
     import os.path as osp
-
-    from mmengine.runner import Runner
-
-    from hirl_mm.engine import extract_features
-    from hirl_mm.models.utils import HierarchicalPrototypeMixin
-    from hirl_mm.utils import pooled_embedding
     notes = {} if notes is None else notes
-    loader = Runner.build_dataloader(
-        dict(
-            dataset=dataset_cfg,
-            batch_size=batch_size,
-            num_workers=0,
-            sampler=dict(type='DefaultSampler', shuffle=False, round_up=False),
-            collate_fn=dict(type='default_collate')))
-    dataset = loader.dataset
-    meta = dataset.metainfo
-    out = extract_features(
-        lambda inputs: pooled_embedding(model.extract_feat(inputs)[-1]),
-        loader,
-        model=model,
-        label_keys=('gt_label', 'coarse_label'),
-        dst=None)
-    feats = out['feats'].numpy()
-    paths = None
-    if not isinstance(model, HierarchicalPrototypeMixin):
-        why = f'{type(model).__name__} has no prototypes'
-        notes['tree'] = notes['gallery'] = why
-    elif model.prototype_epoch < 0:
-        why = ('the checkpoint holds no prototype tree (saved before the '
-               "prototype hook's warm-up ended)")
-        notes['tree'] = notes['gallery'] = why
-    else:
-        protos = model.prototypes
-        paths = protos.expand_paths(protos.assignments).cpu().numpy()
-        if len(paths) != len(dataset):
-            raise ValueError(
-                f'The prototypes were built for {len(paths)} images, the '
-                f'data set has {len(dataset)}: give the data set the model '
-                'was trained on.')
-
+    paths = None if tree is None else tree['paths']
     rng = np.random.RandomState(0)
     keep = np.sort(rng.permutation(len(feats))[:max_samples])
-    labels, names = {}, {}
-    for level, key, meta_key in (('fine', 'gt_label', 'classes'),
-                                 ('coarse', 'coarse_label', 'coarse_classes')):
-        if key in out:
-            labels[level] = out[key].numpy()[keep]
-            names[level] = meta.get(meta_key)
-    if not labels:
+    shown = {level: lab[keep] for level, lab in labels.items()}
+    names = {level: class_names.get(level) for level in labels}
+    if not shown:
         if paths is not None:
             top = paths.shape[1] - 1
-            labels[f'level-{top} prototype'] = paths[keep, top]
+            shown[f'level-{top} prototype'] = paths[keep, top]
             notes['tsne'] = ('the data set has no labels: coloured by the '
                              f'level-{top} prototype')
         else:
-            labels['no label'] = np.zeros(len(keep), np.int64)
+            shown['no label'] = np.zeros(len(keep), np.int64)
             notes['tsne'] = 'the data set has no labels: uncoloured'
     files = dict(tsne=osp.join(out_dir, 'tsne.png'))
-    plot_embedding(feats[keep], labels, names, files['tsne'])
+    plot_embedding(feats[keep], shown, names, files['tsne'])
 
     if paths is not None:
-        coarse = out['coarse_label'].numpy() if 'coarse_label' in out \
-            else None
+        coarse = labels.get('coarse')
         if coarse is None:
             notes['tree'] = ('the data set has no coarse labels: nodes '
                              'uncoloured')
         files['tree'] = osp.join(out_dir, 'prototype_tree.png')
-        plot_prototype_tree(paths, protos.num_clusters, coarse,
-                            meta.get('coarse_classes'), files['tree'])
-        proto_feats = extract_features(
-            model.extract_proto_feat, loader, model=model, dst=None)['feats']
-        img_paths = [
-            dataset.get_data_info(i)['img_path'] for i in range(len(dataset))
-        ]
+        plot_prototype_tree(paths, tree['num_clusters'], coarse,
+                            class_names.get('coarse'), files['tree'])
         files['gallery'] = osp.join(out_dir, 'prototype_gallery.png')
-        plot_prototype_gallery(proto_feats.numpy(),
-                               [c.cpu().numpy() for c in protos.centroids],
-                               paths, img_paths, files['gallery'])
+        plot_prototype_gallery(tree['feats'], tree['centroids'], paths,
+                               tree['img_paths'], files['gallery'])
 
     if scalars is None:
         notes['prototype_stats'] = 'no scalars given'

@@ -21,7 +21,8 @@ from toy import HIRL_SIMSIAM, toy_cfg
 from hirl_mm.visualization import (gallery_rows, plot_embedding,
                                    plot_prototype_gallery,
                                    plot_prototype_stats, plot_prototype_tree,
-                                   read_run_scalars, read_scalars)
+                                   read_run_scalars, read_scalars,
+                                   visualize_hirl)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -192,6 +193,60 @@ def test_a_runs_scalars_over_its_starts(tmp_path):
         }
     }
     assert read_run_scalars(str(tmp_path / 'none')) == {}
+
+
+def test_pictures_of_arrays(tmp_path):
+    """The library draws from features and labels; the reasons it gives
+    for what it draws without labels."""
+    rng = np.random.RandomState(0)
+    fine = np.repeat(np.arange(4), 6)
+    feats = rng.randn(24, 8) + 3 * np.eye(8)[fine]
+    paths = np.stack([fine, fine // 2], axis=1)
+    imgs = []
+    for i in range(24):
+        imgs.append(str(tmp_path / f'{i}.png'))
+        cv2.imwrite(imgs[-1], np.full((16, 16, 3), 8 * i, np.uint8))
+    unit = feats / np.linalg.norm(feats, axis=1, keepdims=True)
+    tree = dict(
+        paths=paths,
+        num_clusters=[4, 2],
+        centroids=[np.eye(8)[:4], np.eye(8)[:2]],
+        feats=unit,
+        img_paths=imgs)
+    notes = {}
+    files = visualize_hirl(
+        feats,
+        dict(fine=fine, coarse=fine // 2),
+        dict(fine=list('abcd'), coarse=None),
+        str(tmp_path),
+        tree=tree,
+        max_samples=20,
+        scalars={'prototypes/level0_nonempty': {
+            2: 4.0
+        }},
+        notes=notes)
+    assert set(files) == {'tsne', 'tree', 'gallery', 'prototype_stats'}
+    for path in files.values():
+        check_png(path, min_side=100)
+    assert notes == {}
+
+    (tmp_path / 'none').mkdir()
+    notes = {}
+    files = visualize_hirl(
+        feats, {},
+        dict(fine=None, coarse=None),
+        str(tmp_path / 'none'),
+        tree=tree,
+        notes=notes)
+    assert set(files) == {'tsne', 'tree', 'gallery'}
+    assert notes == dict(
+        tsne='the data set has no labels: coloured by the level-1 prototype',
+        tree='the data set has no coarse labels: nodes uncoloured',
+        prototype_stats='no scalars given')
+    notes = {}
+    files = visualize_hirl(feats, {}, {}, str(tmp_path), notes=notes)
+    assert set(files) == {'tsne'}
+    assert notes['tsne'] == 'the data set has no labels: uncoloured'
 
 
 def _visualize(*args):

@@ -1,10 +1,14 @@
-"""Command-line code shared by ``tools/train.py`` and ``tools/test.py``.
+"""Command-line code and the run entries shared by the tools.
 
-Both tools take a config, ``--work-dir``, ``--amp``, ``--cfg-options``,
-``--launcher`` and ``--local-rank``, and resolve the work dir the same way
-(command line > config > ``./work_dirs/<config name>``). The scripts run as
+``tools/train.py`` and ``tools/test.py`` take a config, ``--work-dir``,
+``--amp``, ``--cfg-options``, ``--launcher`` and ``--local-rank``, and
+resolve the work dir the same way (command line > config >
+``./work_dirs/<config name>``). :func:`train` and :func:`test` run a
+finished config: the two tools, ``tools/main_job.py`` and the analysis
+scripts train and evaluate through them. The scripts run as
 ``python tools/train.py``, so this folder is on ``sys.path``; the leading
-underscore says the module is not a tool itself.
+underscore says the module is not a tool itself. torch and the runner are
+imported inside the functions: ``--help`` stays fast.
 """
 import argparse
 import os
@@ -134,3 +138,104 @@ def apply_cfg_options(cfg: Config, args: argparse.Namespace) -> Config:
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     return cfg
+
+
+def replaced(value):
+    """``value`` as a ``--cfg-options`` value that replaces a dict of the
+    config instead of merging into it (mmengine's ``_delete_``)."""
+    return dict(value, _delete_=True) if isinstance(value, dict) else value
+
+
+def check_inputs(runner) -> None:
+    """Stop before any compute if a backbone would not load its checkpoint
+    (mmengine would only log the keys it misses) or if an epoch has no
+    batch (mmengine's loops would run the hooks of empty epochs).
+
+    Raises:
+        ValueError: naming the checkpoint and the share of the backbone it
+            fills, or the data set and batch sizes.
+    """
+    from hirl_mm.utils import (MIN_LOADED, MIN_LOADED_KEY, check_epoch_length,
+                               check_load_from, check_pretrained_inits)
+    cfg = runner.cfg
+    min_loaded = cfg.get(MIN_LOADED_KEY, MIN_LOADED)
+    check_pretrained_inits(runner.model, min_loaded)
+    if cfg.get('load_from') and not cfg.get('resume'):
+        check_load_from(runner.model, cfg.load_from, min_loaded)
+    if runner.train_loop is not None:  # else mmengine's train() says so
+        check_epoch_length(runner.train_loop.dataloader)
+
+
+def build_runner(cfg: Config):
+    """The runner of a training config, its inputs checked.
+
+    Args:
+        cfg (Config): The finished config (flags and ``--cfg-options``
+            applied); ``model_wrapper_cfg`` may be set on it.
+
+    Returns:
+        Runner: mmengine's, or the config's ``runner_type``.
+    """
+    from mmengine.runner import Runner
+
+    from hirl_mm.utils import setup_cpu_distributed
+    setup_cpu_distributed(cfg)
+    if 'runner_type' in cfg:
+        from mmengine.registry import RUNNERS
+        runner = RUNNERS.build(cfg)
+    else:
+        runner = Runner.from_cfg(cfg)
+    check_inputs(runner)
+    return runner
+
+
+def train(cfg: Config):
+    """Train a config: :func:`build_runner`, then ``runner.train()``.
+
+    Args:
+        cfg (Config): The finished config.
+
+    Returns:
+        Runner: The trained runner (its model, logs and data sets).
+    """
+    runner = build_runner(cfg)
+    runner.train()
+    return runner
+
+
+def init_weights(model) -> None:
+    """Initialise ``model`` as a training run starts it (``Runner.test``
+    initialises nothing: a ViT's position embedding would stay zero), the
+    same on every rank."""
+    from mmengine.dist import broadcast
+    from mmengine.model import is_model_wrapper
+    model = model.module if is_model_wrapper(model) else model
+    model.init_weights()
+    for tensor in model.state_dict().values():
+        broadcast(tensor)
+
+
+def test(cfg: Config, random_init: bool = False) -> dict:
+    """Evaluate a config with its test loop and metrics.
+
+    Args:
+        cfg (Config): The finished config; its ``load_from`` must fill the
+            model's backbone (see ``backbone_min_loaded``).
+        random_init (bool): Initialise the model as a training run would,
+            for a config without ``load_from``. Defaults to False.
+
+    Returns:
+        dict: The metrics.
+    """
+    from mmengine.runner import Runner
+
+    from hirl_mm.utils import (MIN_LOADED, MIN_LOADED_KEY, check_load_from,
+                               setup_cpu_distributed)
+    setup_cpu_distributed(cfg)
+    runner = Runner.from_cfg(cfg)
+    if cfg.load_from:
+        check_load_from(runner.model, cfg.load_from,
+                        cfg.get(MIN_LOADED_KEY, MIN_LOADED))
+    if random_init:
+        init_weights(runner.model)
+    return runner.test()

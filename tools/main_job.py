@@ -26,7 +26,6 @@ config (``FOLDER_CONFIG``: 64 px crops, ImageNet mean / std); the kNN bank is
 class folders (one label level), and so is the learned tree.
 """
 import argparse
-import glob
 import json
 import os
 import os.path as osp
@@ -35,9 +34,12 @@ import sys
 import time
 import traceback
 from datetime import datetime
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
+from _cli import apply_cfg_options, build_runner, replaced, test
+from _image_folder import FOLDER_METHODS, data_root_folder, folder_options
+from _report import LEVELS, write_report
 from mmengine.config import Config, DictAction
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -64,31 +66,9 @@ METHODS = {
     'HIRL-iBOT':
     'configs/hirl/hirl-ibot_vit-tiny-p4_1xb64-coslr-10e_fmnist.py',
 }
-# Each method with prototypes and the base method it is compared with.
-BASES = {
-    'HIRL-SimSiam': 'SimSiam',
-    'HIRL-MoCo v2': 'MoCo v2',
-    'HCSC': 'MoCo v2',
-    'HCSC multi-crop': 'MoCo v2',
-    'HIRL-SwAV': 'SwAV',
-    'HIRL-MoCo v3': 'MoCo v3',
-    'HIRL-DINO': 'DINO',
-    'HIRL-iBOT': 'iBOT',
-}
-# A folder run grafts this config's data (pre-processing, pipelines,
-# CustomDataset) onto each method's config: methods whose config trains a
-# ResNet-18 on its two-view pipeline, as this one does.
-FOLDER_CONFIG = \
-    'configs/hirl/hirl-simsiam_resnet18_1xb64-coslr-10e_custom-folder.py'
-FOLDER_METHODS = ('SimSiam', 'HIRL-SimSiam', 'MoCo v2', 'HIRL-MoCo v2', 'HCSC')
-IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif')
 # The evaluation: the trained backbone is swapped into its model, the
 # training subset and the test split into its KNNDataset.
 KNN_CONFIG = 'configs/downstream/knn/knn_resnet18_fmnist.py'
-LEVELS = ('fine', 'coarse')
-TABLE_METRICS = ('knn_top1', 'nmi', 'ami', 'ari', 'acc')
-PAIRED_METRICS = tuple(f'{m}_{lvl}' for m in ('knn_top1', 'nmi', 'ari', 'acc')
-                       for lvl in LEVELS)
 
 
 def subset_size(value: str) -> Optional[int]:
@@ -225,97 +205,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return args
 
 
-def data_root_folder(root: str) -> Optional[dict]:
-    """What ``--data-root`` holds: Fashion-MNIST, or an ImageNet-style
-    folder, checked and counted.
-
-    Args:
-        root (str): The folder.
-
-    Returns:
-        dict, optional: None for Fashion-MNIST's idx files; for a folder
-        with ``train/`` or ``val/``, its ``classes`` (the sorted class
-        folders) and the images of each split, ``train`` and ``val``.
-
-    Raises:
-        ValueError: naming what is missing: the folder, a split, its class
-            folders, a class's images, or classes only one split has.
-    """
-    if not osp.isdir(root):
-        raise ValueError(f'{root} is not a folder')
-    splits = ('train', 'val')
-    if not any(osp.isdir(osp.join(root, s)) for s in splits):
-        if glob.glob(osp.join(root, '*-idx?-ubyte*')):
-            return None
-        raise ValueError(
-            f'{root} holds neither the Fashion-MNIST idx files '
-            '(train-images-idx3-ubyte.gz, ...) nor an ImageNet-style '
-            'folder (train/<class>/ and val/<class>/ images)')
-    counts = {}
-    for split in splits:
-        path = osp.join(root, split)
-        if not osp.isdir(path):
-            raise ValueError(
-                f'{root} has no {split}/ folder: an ImageNet-style folder '
-                'needs train/<class>/ and val/<class>/ images')
-        classes = sorted(
-            e for e in os.listdir(path) if osp.isdir(osp.join(path, e)))
-        if not classes:
-            raise ValueError(
-                f'{path} has no class sub-folders: put the images of each '
-                f'class in {split}/<class>/ (the kNN and clustering scores '
-                'need labels)')
-        counts[split] = {}
-        for name in classes:
-            counts[split][name] = sum(
-                f.lower().endswith(IMG_EXTENSIONS)
-                for _, _, files in os.walk(osp.join(path, name))
-                for f in files)
-            if not counts[split][name]:
-                raise ValueError(f'{osp.join(path, name)} holds no images '
-                                 f'({" ".join(IMG_EXTENSIONS)})')
-    train, val = counts['train'], counts['val']
-    if list(train) != list(val):
-        raise ValueError(
-            f'{root}: train/ and val/ need the same class folders (a '
-            "class's index is its place in the sorted names); only in "
-            f'train/: {sorted(set(train) - set(val))}, only in val/: '
-            f'{sorted(set(val) - set(train))}')
-    if len(train) < 2:
-        raise ValueError(f'{root}: one class folder ({list(train)}); the '
-                         'scores need two or more')
-    return dict(
-        classes=list(train), train=sum(train.values()), val=sum(val.values()))
-
-
-def use_folder(cfg: Config, data_root: str) -> None:
-    """Train ``cfg`` on an ImageNet-style folder with the data of
-    ``FOLDER_CONFIG``: its pre-processing, pipelines and ``CustomDataset``
-    on ``train/``, the class folders as labels.
-
-    Args:
-        cfg (Config): A training config of ``FOLDER_METHODS``, changed in
-            place.
-        data_root (str): The folder.
-    """
-    folder = Config.fromfile(osp.join(ROOT, FOLDER_CONFIG))
-    for key in ('data_preprocessor', 'view_pipeline', 'train_pipeline',
-                'feat_pipeline'):
-        cfg[key] = folder[key]
-    cfg.train_dataloader.dataset = dict(
-        folder.train_dataloader.dataset, data_root=data_root, with_label=True)
-    for hook in cfg.get('custom_hooks', []):
-        if hook.type == 'HierarchicalPrototypeHook':
-            hook.pipeline = folder.feat_pipeline
-    # a kNN monitor during training scores the folder too: train/ the bank,
-    # val/ the queries, never the Fashion-MNIST of the method's config
-    val = cfg.get('val_dataloader')
-    if val and val.dataset.get('type') == 'KNNDataset':
-        bank = dict(cfg.train_dataloader.dataset, pipeline=cfg.feat_pipeline)
-        val.dataset = dict(
-            type='KNNDataset', bank=bank, query=dict(bank, data_prefix='val'))
-
-
 def check_folder_fits(args: argparse.Namespace) -> None:
     """Stop before any training when the folder cannot feed a method's
     run: fewer ``train/`` images than one batch (the configs drop the last,
@@ -350,10 +239,65 @@ def run_name(name: str, seed: int) -> str:
     return f'{name}_seed{seed}'.replace(' ', '').lower()
 
 
+def run_options(cfg: Config, name: str, args: argparse.Namespace,
+                seed: int) -> dict:
+    """The main job's settings of one run as ``--cfg-options``: budget
+    (subset, epochs, cosine schedule, warm-up, interval), data source,
+    device, precision and seed.
+
+    Args:
+        cfg (Config): The method's config, as its file gives it.
+        name (str): A key of ``METHODS``.
+        args (argparse.Namespace): From :func:`parse_args`.
+        seed (int): The run's seed.
+
+    Returns:
+        dict: Keys and values for ``Config.merge_from_dict``.
+    """
+    options = {'work_dir': osp.join(args.work_dir, run_name(name, seed))}
+    if args.folder:
+        options.update(folder_options(cfg, args.data_root))
+    else:
+        options['train_dataloader.dataset.subset_size'] = args.subset
+        if args.data_root:
+            options['train_dataloader.dataset.source_root'] = args.data_root
+            # the kNN monitor's subsets are of the embedded copy: off on
+            # another source (the job scores every run with kNN at the end)
+            options.update(
+                val_dataloader=None, val_evaluator=None, val_cfg=None)
+    options['train_cfg.max_epochs'] = args.epochs
+    # the lr's (and DINO's weight decay's) cosine ends with the last epoch
+    for i, scheduler in enumerate(cfg.param_scheduler):
+        if 'T_max' in scheduler:
+            begin = scheduler.get('begin', 0)
+            options[f'param_scheduler.{i}.T_max'] = args.epochs - begin
+            options[f'param_scheduler.{i}.end'] = args.epochs
+    options['randomness.seed'] = seed
+    options['default_hooks.logger.interval'] = 50
+    for i, hook in enumerate(cfg.get('custom_hooks', [])):
+        if hook.type == 'HierarchicalPrototypeHook':
+            options.update({
+                f'custom_hooks.{i}.{key}': value
+                for key, value in (('warmup_epochs',
+                                    args.warmup), ('interval', args.interval),
+                                   ('feature_source', args.feature_source),
+                                   ('bank_momentum', args.bank_momentum),
+                                   ('bank_views', args.bank_views))
+            })
+    if args.device == 'cuda':
+        options['env_cfg.dist_cfg.backend'] = 'nccl'
+        options['train_dataloader.pin_memory'] = True
+    if args.amp != 'none':
+        options['optim_wrapper.type'] = 'AmpOptimWrapper'
+        options['optim_wrapper.dtype'] = dict(
+            fp16='float16', bf16='bfloat16')[args.amp]
+    return options
+
+
 def build_cfg(name: str, args: argparse.Namespace, seed: int) -> Config:
-    """The training config of one run: the method's config at the main
-    job's budget (subset, epochs, cosine schedule, warm-up, interval), data
-    source, device, precision and seed, then ``--cfg-options``.
+    """The training config of one run: the method's config, then
+    :func:`run_options`, then ``--cfg-options``, both merged as
+    ``tools/train.py`` merges its ``--cfg-options``.
 
     Args:
         name (str): A key of ``METHODS``.
@@ -361,50 +305,17 @@ def build_cfg(name: str, args: argparse.Namespace, seed: int) -> Config:
         seed (int): The run's seed.
 
     Returns:
-        Config: For ``Runner.from_cfg``.
+        Config: For :func:`_cli.train`.
     """
     cfg = Config.fromfile(osp.join(ROOT, METHODS[name]))
-    cfg.work_dir = osp.join(args.work_dir, run_name(name, seed))
-    dataset = cfg.train_dataloader.dataset
-    if args.folder:
-        use_folder(cfg, args.data_root)
-    else:
-        dataset.subset_size = args.subset
-        if args.data_root:
-            dataset.source_root = args.data_root
-            # the kNN monitor's subsets are of the embedded copy: off on
-            # another source (the job scores every run with kNN at the end)
-            cfg.val_dataloader = cfg.val_evaluator = cfg.val_cfg = None
-    cfg.train_cfg.max_epochs = args.epochs
-    for scheduler in cfg.param_scheduler:  # lr (and DINO's weight decay)
-        if 'T_max' in scheduler:
-            begin = scheduler.get('begin', 0)
-            scheduler.update(T_max=args.epochs - begin, end=args.epochs)
-    cfg.randomness = dict(seed=seed)
-    cfg.default_hooks.logger.interval = 50
-    for hook in cfg.get('custom_hooks', []):
-        if hook.type == 'HierarchicalPrototypeHook':
-            hook.warmup_epochs = args.warmup
-            hook.interval = args.interval
-            hook.update(
-                feature_source=args.feature_source,
-                bank_momentum=args.bank_momentum,
-                bank_views=args.bank_views)
-    if args.device == 'cuda':
-        cfg.env_cfg.dist_cfg = dict(backend='nccl')
-        cfg.train_dataloader.pin_memory = True
-    if args.amp != 'none':
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.dtype = dict(
-            fp16='float16', bf16='bfloat16')[args.amp]
-    cfg.merge_from_dict(args.cfg_options)
-    return cfg
+    cfg.merge_from_dict(run_options(cfg, name, args, seed))
+    return apply_cfg_options(cfg, args)
 
 
 def train(cfg: Config):
-    """Train one run; returns its runner, final losses and seconds."""
-    from mmengine.runner import Runner
-    runner = Runner.from_cfg(cfg)
+    """Train one run as ``tools/train.py`` does; returns its runner, final
+    losses and seconds of training."""
+    runner = build_runner(cfg)
     start = time.time()
     runner.train()
     losses = {
@@ -442,7 +353,8 @@ def knn_test_cfg(cfg: Config, checkpoint: str, knn_k: int) -> Config:
     :class:`PooledFeatureModel` (loaded from ``checkpoint``'s
     ``backbone.*``), the run's training subset as the kNN memory bank and
     the whole test split (a folder's ``val/``) as queries, both through the
-    deterministic ``feat_pipeline``, and the two registered metrics.
+    deterministic ``feat_pipeline``, and the two registered metrics; as
+    ``tools/test.py KNN_CONFIG CHECKPOINT --cfg-options ...`` builds it.
 
     Args:
         cfg (Config): The training config of the run.
@@ -450,38 +362,48 @@ def knn_test_cfg(cfg: Config, checkpoint: str, knn_k: int) -> Config:
         knn_k (int): Neighbours of the kNN vote.
 
     Returns:
-        Config: For ``Runner.from_cfg(...).test()``; its work dir is the
-        run's ``knn`` sub-folder.
+        Config: For :func:`_cli.test`; its work dir is the run's ``knn``
+        sub-folder.
     """
-    test = Config.fromfile(osp.join(ROOT, KNN_CONFIG))
-    test.model.backbone = feature_backbone(cfg.model)
+    test_cfg = Config.fromfile(osp.join(ROOT, KNN_CONFIG))
     preprocessor = cfg.model.get('data_preprocessor') or cfg.data_preprocessor
-    test.data_preprocessor = dict(
-        type='ClsDataPreprocessor',
-        mean=preprocessor.get('mean'),
-        std=preprocessor.get('std'),
-        to_rgb=preprocessor.get('to_rgb', False))
     bank = dict(cfg.train_dataloader.dataset, pipeline=cfg.feat_pipeline)
     query = dict(bank, data_prefix='val') if bank['type'] == 'CustomDataset' \
         else dict(bank, split='test', subset_size=None)
-    test.test_dataloader.dataset = dict(
-        type='KNNDataset', bank=bank, query=query)
-    test.test_evaluator = [
-        dict(type='KNNAccuracy', ks=[knn_k]),
-        dict(
-            type='ClusteringMetric', seed=0, kmeans_cfg=dict(init='kmeans++')),
-    ]
-    test.load_from = checkpoint
-    test.work_dir = osp.join(cfg.work_dir, 'knn')
-    # mmengine looks a Runner's logger and message hub up by this name:
-    # unique, so runs started within a second do not share them
-    test.experiment_name = (f'{osp.basename(cfg.work_dir)}_knn_'
-                            f'{datetime.now():%Y%m%d_%H%M%S_%f}')
-    return test
+    test_cfg.merge_from_dict({
+        'model.backbone':
+        replaced(feature_backbone(cfg.model)),
+        'data_preprocessor':
+        replaced(
+            dict(
+                type='ClsDataPreprocessor',
+                mean=preprocessor.get('mean'),
+                std=preprocessor.get('std'),
+                to_rgb=preprocessor.get('to_rgb', False))),
+        'test_dataloader.dataset':
+        replaced(dict(type='KNNDataset', bank=bank, query=query)),
+        'test_evaluator': [
+            dict(type='KNNAccuracy', ks=[knn_k]),
+            dict(
+                type='ClusteringMetric',
+                seed=0,
+                kmeans_cfg=dict(init='kmeans++')),
+        ],
+        'load_from':
+        checkpoint,
+        'work_dir':
+        osp.join(cfg.work_dir, 'knn'),
+        # mmengine looks a Runner's logger and message hub up by this name:
+        # unique, so runs started within a second do not share them
+        'experiment_name': (f'{osp.basename(cfg.work_dir)}_knn_'
+                            f'{datetime.now():%Y%m%d_%H%M%S_%f}'),
+    })
+    return test_cfg
 
 
 def evaluate(cfg: Config, checkpoint: str, knn_k: int) -> dict:
-    """kNN top-1 and clustering scores of a checkpoint, per label level.
+    """kNN top-1 and clustering scores of a checkpoint, per label level,
+    through ``tools/test.py``'s test loop and registered metrics.
 
     Args:
         cfg (Config): The training config of the run.
@@ -492,8 +414,7 @@ def evaluate(cfg: Config, checkpoint: str, knn_k: int) -> dict:
         dict: ``knn_top1_{level}`` and ``{nmi,ami,ari,acc}_{level}`` of
         each level the data set labels (a folder: fine alone).
     """
-    from mmengine.runner import Runner
-    metrics = Runner.from_cfg(knn_test_cfg(cfg, checkpoint, knn_k)).test()
+    metrics = test(knn_test_cfg(cfg, checkpoint, knn_k))
     row = {}
     for level in LEVELS:
         if f'knn/top1_k{knn_k}_{level}' not in metrics:
@@ -530,49 +451,12 @@ def tree_summary(model, dataset) -> dict:
         })
 
 
-def prototype_stats_picture(runner, out_file: str) -> Optional[str]:
-    """Plot the hook's ``prototypes/`` scalars of a run over epochs.
-
-    Returns:
-        str, optional: ``out_file``, or None when the run logged none.
-    """
-    from hirl_mm.visualization import plot_prototype_stats, read_scalars
-
-    # this runner's log, else (a resumed evaluation) the newest with them
-    logs = [osp.join(runner.log_dir, 'vis_data', 'scalars.json')] + sorted(
-        glob.glob(osp.join(runner.work_dir, '*', 'vis_data', 'scalars.json')),
-        reverse=True)
-    for path in logs:
-        scalars = read_scalars(path, 'prototypes/') if osp.isfile(path) \
-            else None
-        if scalars:
-            return plot_prototype_stats(scalars, out_file)
-    return None
-
-
-def online_evaluation_picture(runner, out_file: str) -> Optional[str]:
-    """Plot a run's online linear probe and kNN monitor over epochs.
-
-    Returns:
-        str, optional: ``out_file``, or None when the run logged neither.
-    """
-    from hirl_mm.visualization import plot_online_evaluation, read_scalars
-    logs = [osp.join(runner.log_dir, 'vis_data', 'scalars.json')] + sorted(
-        glob.glob(osp.join(runner.work_dir, '*', 'vis_data', 'scalars.json')),
-        reverse=True)
-    for path in logs:
-        picture = plot_online_evaluation(read_scalars(path), out_file)
-        if picture:
-            return picture
-    return None
-
-
 def run_one(name: str, args: argparse.Namespace, seed: int) -> dict:
     """Train, evaluate and picture one method with one seed; the row is
     also written to the run's ``result.json``."""
-    from mmengine.runner import Runner, find_latest_checkpoint
-
-    from hirl_mm.visualization import visualize_hirl
+    from _pictures import (draw_pictures, online_evaluation_picture,
+                           prototype_stats_picture)
+    from mmengine.runner import find_latest_checkpoint
     cfg = build_cfg(name, args, seed)
     result_file = osp.join(cfg.work_dir, 'result.json')
     final = osp.join(cfg.work_dir, f'epoch_{args.epochs}.pth')
@@ -582,7 +466,7 @@ def run_one(name: str, args: argparse.Namespace, seed: int) -> dict:
             return json.load(f)
     if args.resume and osp.isfile(final):
         print(f'[{name} seed {seed}] --resume: evaluating {final}', flush=True)
-        runner = Runner.from_cfg(cfg)
+        runner = build_runner(cfg)
         runner.load_checkpoint(final)
         losses, seconds = {}, None
     else:
@@ -602,7 +486,7 @@ def run_one(name: str, args: argparse.Namespace, seed: int) -> dict:
         flush=True)
     checkpoint = find_latest_checkpoint(runner.work_dir)
     row.update(evaluate(cfg, checkpoint, args.knn_k))
-    row['pictures'] = visualize_hirl(
+    row['pictures'] = draw_pictures(
         model, dict(cfg.train_dataloader.dataset, pipeline=cfg.feat_pipeline),
         cfg.work_dir)
     if hasattr(model, 'prototypes'):
@@ -622,6 +506,61 @@ def run_one(name: str, args: argparse.Namespace, seed: int) -> dict:
     with open(result_file, 'w') as f:
         json.dump(row, f, indent=2)
     return row
+
+
+def describe_setting(args: argparse.Namespace) -> str:
+    """The report's sentence on what the runs are: data, budget, features,
+    seeds, device and the evaluation."""
+    subset = 'all 60000' if args.subset is None else args.subset
+    features = '' if args.feature_source == 'extract' else \
+        f' (features: {args.feature_source})'
+    momentum = getattr(args, 'bank_momentum', 0)
+    if features and (momentum
+                     or getattr(args, 'bank_views', 'first') != 'first'):
+        features = (f'{features[:-1]}, momentum {momentum:g}, views '
+                    f'{args.bank_views})')
+    folder = getattr(args, 'folder', None)
+    if folder:
+        data = (f'{args.data_root}: {folder["train"]} train/ images in '
+                f'{len(folder["classes"])} classes')
+        queries = (f'the train/ images as the bank, the {folder["val"]} '
+                   'val/ images as queries), k-means on the val/ features '
+                   f'({len(folder["classes"])} clusters, one per class)')
+    else:
+        data = f'Fashion-MNIST, {subset} training images'
+        queries = ('training images as the bank, the 10k test images as '
+                   'queries), k-means on the test features (10 fine / 4 '
+                   'coarse clusters)')
+    return (
+        f'{data}, {args.epochs} '
+        f'epochs, prototypes from epoch {args.warmup} every '
+        f'{args.interval}{features}, seeds {args.seeds}, device {args.device}'
+        f'{"" if args.amp == "none" else ", AMP " + args.amp}; '
+        f'kNN k={args.knn_k} ({queries}; mean ± std (ddof 0) over seeds')
+
+
+def report(results: List[dict],
+           args: argparse.Namespace,
+           command: str,
+           setting: Optional[str] = None,
+           failed: Sequence[dict] = ()) -> str:
+    """Write ``report.md`` and ``report.json`` of the runs into
+    ``--work-dir`` and print the markdown (:func:`_report.write_report`).
+
+    Args:
+        results (list[dict]): The finished runs.
+        args (argparse.Namespace): From :func:`parse_args`.
+        command (str): The command line.
+        setting (str, optional): What the runs are. Defaults to
+            :func:`describe_setting` of ``args``.
+        failed (Sequence[dict]): The runs that stopped with an error.
+            Defaults to ().
+
+    Returns:
+        str: The markdown.
+    """
+    return write_report(results, args.methods, args.seeds, command, setting
+                        or describe_setting(args), args.work_dir, failed)
 
 
 def merge_reports(args: argparse.Namespace, argv: List[str]) -> str:
@@ -695,231 +634,6 @@ def main(argv: Optional[List[str]] = None) -> None:
         sys.exit(f'{len(failed)} run(s) failed: ' +
                  ', '.join(f'{r["method"]} seed {r["seed"]}' for r in failed) +
                  '; report.md lists them (--resume reruns only those)')
-
-
-def mean_std(values) -> tuple:
-    """Mean and standard deviation (ddof 0, numpy's default) of values."""
-    return float(np.mean(values)), float(np.std(values))
-
-
-def fmt(mean: float, std: float, count: int) -> str:
-    return f'{mean:.2f} ± {std:.2f}' if count > 1 else f'{mean:.2f}'
-
-
-def signed(values) -> str:
-    return ', '.join(f'{v:+.2f}' for v in values)
-
-
-def scored_levels(results: List[dict]) -> tuple:
-    """The label levels the runs were scored at: fine and coarse on
-    Fashion-MNIST, fine alone on a folder (both when there is no run)."""
-    return tuple(
-        lvl for lvl in LEVELS if any(f'knn_top1_{lvl}' in r
-                                     for r in results)) or LEVELS
-
-
-def summarize(results: List[dict], methods: List[str]) -> Dict[str, dict]:
-    """Per method and metric: mean, std and the per-seed values."""
-    summary = {}
-    levels = scored_levels(results)
-    for name in methods:
-        rows = [r for r in results if r['method'] == name]
-        metrics = [f'{m}_{lvl}' for lvl in levels for m in TABLE_METRICS]
-        scores = sorted({
-            k
-            for r in rows
-            for k in r.get('prototypes', {}).get('scores', {})
-        })
-        stats = {}
-        for metric in metrics:
-            stats[metric] = mean_std([r[metric] for r in rows])
-        for score in scores:
-            stats[f'tree_{score}'] = mean_std(
-                [r['prototypes']['scores'][score] for r in rows])
-        summary[name] = dict(seeds=[r['seed'] for r in rows], stats=stats)
-    return summary
-
-
-def paired_differences(results: List[dict],
-                       methods: List[str]) -> Dict[str, dict]:
-    """Method - base, seed by seed, for every method of ``BASES`` whose
-    base ran with the same seeds.
-
-    Returns:
-        dict: ``{'HIRL-SimSiam - SimSiam': {metric: {'per_seed': [...],
-        'mean': m}}}``, seeds in the order of ``--seeds``.
-    """
-    paired = {}
-    levels = scored_levels(results)
-    for name, base in BASES.items():
-        if name not in methods or base not in methods:
-            continue
-        by_seed = {(r['method'], r['seed']): r for r in results}
-        seeds = [
-            s for s in dict.fromkeys(r['seed'] for r in results)
-            if (name, s) in by_seed and (base, s) in by_seed
-        ]
-        diffs = {}
-        for metric in PAIRED_METRICS:
-            if metric.rsplit('_', 1)[1] not in levels:
-                continue
-            values = [
-                by_seed[(name, s)][metric] - by_seed[(base, s)][metric]
-                for s in seeds
-            ]
-            diffs[metric] = dict(
-                seeds=seeds,
-                per_seed=[round(v, 2) for v in values],
-                mean=round(float(np.mean(values)), 2))
-        paired[f'{name} - {base}'] = diffs
-    return paired
-
-
-def report(results: List[dict],
-           args: argparse.Namespace,
-           command: str,
-           setting: Optional[str] = None,
-           failed: Sequence[dict] = ()) -> str:
-    """Write ``report.md`` and ``report.json``, print the markdown;
-    ``setting`` (default: from ``args``) describes the runs, ``failed``
-    lists the runs that stopped with an error (not in the tables).
-
-    Returns:
-        str: The markdown.
-    """
-    # methods with at least one finished run
-    methods = [
-        m for m in args.methods if any(r['method'] == m for r in results)
-    ]
-    summary = summarize(results, methods)
-    paired = paired_differences(results, methods)
-    levels = scored_levels(results)
-    cols = [f'{m}_{lvl}' for lvl in levels for m in TABLE_METRICS]
-    paired_metrics = [
-        m for m in PAIRED_METRICS if m.rsplit('_', 1)[1] in levels
-    ]
-    num_seeds = len(args.seeds)
-    subset = 'all 60000' if args.subset is None else args.subset
-    features = '' if args.feature_source == 'extract' else \
-        f' (features: {args.feature_source})'
-    momentum = getattr(args, 'bank_momentum', 0)
-    if features and (momentum
-                     or getattr(args, 'bank_views', 'first') != 'first'):
-        features = (f'{features[:-1]}, momentum {momentum:g}, views '
-                    f'{args.bank_views})')
-    folder = getattr(args, 'folder', None)
-    if folder:
-        data = (f'{args.data_root}: {folder["train"]} train/ images in '
-                f'{len(folder["classes"])} classes')
-        queries = (f'the train/ images as the bank, the {folder["val"]} '
-                   'val/ images as queries), k-means on the val/ features '
-                   f'({len(folder["classes"])} clusters, one per class)')
-    else:
-        data = f'Fashion-MNIST, {subset} training images'
-        queries = ('training images as the bank, the 10k test images as '
-                   'queries), k-means on the test features (10 fine / 4 '
-                   'coarse clusters)')
-    setting = setting or (
-        f'{data}, {args.epochs} '
-        f'epochs, prototypes from epoch {args.warmup} every '
-        f'{args.interval}{features}, seeds {args.seeds}, device {args.device}'
-        f'{"" if args.amp == "none" else ", AMP " + args.amp}; '
-        f'kNN k={args.knn_k} ({queries}; mean ± std (ddof 0) over seeds')
-    lines = [f'Command: `{command}`', '', setting, '']
-    lines += [
-        '| method | ' + ' | '.join(cols) + ' | training (min) |',
-        '|---' * (len(cols) + 2) + '|'
-    ]
-    for name in methods:
-        stats = summary[name]['stats']
-        seconds = [
-            r['train_seconds'] for r in results
-            if r['method'] == name and r['train_seconds'] is not None
-        ]
-        minutes = f'{np.mean(seconds) / 60:.1f}' if seconds else '-'
-        cells = [fmt(*stats[c], num_seeds) for c in cols]
-        lines.append(f'| {name} | ' + ' | '.join(cells) + f' | {minutes} |')
-    if paired:
-        lines += [
-            '', 'Paired differences, method - base, per seed '
-            f'{args.seeds} and their mean:', '',
-            '| comparison | ' + ' | '.join(paired_metrics) + ' |',
-            '|---' * (len(paired_metrics) + 1) + '|'
-        ]
-        for pair, diffs in paired.items():
-            cells = [
-                f'{d["mean"]:+.2f} ({signed(d["per_seed"])})'
-                for d in diffs.values()
-            ]
-            lines.append(f'| {pair} | ' + ' | '.join(cells) + ' |')
-    tree_lines = tree_table(results, summary, methods, num_seeds)
-    if tree_lines:
-        lines += [
-            '', 'Learned prototype tree vs the training labels '
-            '(NMI / Hungarian ACC per level; the run\'s own tree at '
-            'the last epoch):', ''
-        ] + tree_lines
-    notes = [
-        f'{r["method"]} seed {r["seed"]}: {n}' for r in results
-        for n in r.get('notes', [])
-    ]
-    notes += [
-        f'{r["method"]} seed {r["seed"]} FAILED (not in the tables): '
-        f'{r["error"]}' for r in failed
-    ]
-    if notes:
-        lines += [''] + [f'- {n}' for n in notes]
-    text = '\n'.join(lines) + '\n'
-    print('\n' + text)
-    os.makedirs(args.work_dir, exist_ok=True)
-    with open(osp.join(args.work_dir, 'report.json'), 'w') as f:
-        json.dump(
-            dict(
-                command=command,
-                setting=setting,
-                runs=results,
-                failed=list(failed),
-                summary=summary,
-                paired=paired),
-            f,
-            indent=2)
-    with open(osp.join(args.work_dir, 'report.md'), 'w') as f:
-        f.write(text)
-    return text
-
-
-def tree_table(results, summary, methods, num_seeds) -> List[str]:
-    """Markdown rows: per method with prototypes, per level, the tree's
-    size (non-empty clusters, largest cluster) and NMI / ACC."""
-    lines = []
-    for name in methods:
-        rows = [r for r in results if r['method'] == name]
-        if not rows or 'prototypes' not in rows[0]:
-            continue
-        stats = summary[name]['stats']
-        labels = [lab for lab in LEVELS if f'tree_level0_{lab}_nmi' in stats]
-        if not lines:
-            lines = [
-                '| method | level (clusters) | non-empty | largest cluster '
-                '(% of images) | ' + ' | '.join(f'{m} {lab}'
-                                                for m in ('NMI', 'ACC')
-                                                for lab in labels) + ' |',
-                '|---' * (4 + 2 * len(labels)) + '|'
-            ]
-        for lvl, k in enumerate(rows[0]['prototypes']['clusters_per_level']):
-            non_empty = mean_std(
-                [r['prototypes']['non_empty_per_level'][lvl] for r in rows])
-            largest = mean_std([
-                r['prototypes']['largest_percent_per_level'][lvl] for r in rows
-            ])
-            cells = [fmt(*non_empty, num_seeds),
-                     fmt(*largest, num_seeds)] + [
-                         fmt(*stats[f'tree_level{lvl}_{lab}_{m}'], num_seeds)
-                         for m in ('nmi', 'acc') for lab in labels
-                     ]
-            lines.append(f'| {name} | {lvl} ({k}) | ' + ' | '.join(cells) +
-                         ' |')
-    return lines
 
 
 if __name__ == '__main__':

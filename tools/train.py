@@ -4,7 +4,7 @@ torch, the runner and hirl_mm are imported after the arguments are parsed:
 ``--help`` answers in a fraction of a second.
 """
 from _cli import (apply_cfg_options, checkpoint_path, load_config, make_parser,
-                  parse_args)
+                  parse_args, train)
 from mmengine.config import Config
 
 
@@ -144,46 +144,16 @@ def merge_args(cfg: Config, args) -> Config:
     return apply_cfg_options(cfg, args)
 
 
-def check_inputs(runner) -> None:
-    """Stop before any compute if a backbone would not load its checkpoint
-    (mmengine would only log the keys it misses) or if an epoch has no
-    batch (mmengine's loops would run the hooks of empty epochs).
-
-    Raises:
-        ValueError: naming the checkpoint and the share of the backbone it
-            fills, or the data set and batch sizes.
-    """
-    from hirl_mm.utils import (MIN_LOADED, MIN_LOADED_KEY, check_epoch_length,
-                               check_load_from, check_pretrained_inits)
-    cfg = runner.cfg
-    min_loaded = cfg.get(MIN_LOADED_KEY, MIN_LOADED)
-    check_pretrained_inits(runner.model, min_loaded)
-    if cfg.get('load_from') and not cfg.get('resume'):
-        check_load_from(runner.model, cfg.load_from, min_loaded)
-    if runner.train_loop is not None:  # else mmengine's train() says so
-        check_epoch_length(runner.train_loop.dataloader)
-
-
 def main(argv=None):
     args = parse_args(build_parser(), argv)
-    from mmengine.runner import Runner
-
     import hirl_mm
-    from hirl_mm.utils import finish_distributed, setup_cpu_distributed
+    from hirl_mm.utils import finish_distributed
 
     # torch >= 2.6 reads checkpoints with weights_only=True: --resume and
     # --pretrained need mmengine's globals on the allow-list. Installed by
     # this explicit call, not as a side effect of an import.
     hirl_mm.register_safe_globals()
-    cfg = merge_args(load_config(args), args)
-    setup_cpu_distributed(cfg)
-    if 'runner_type' in cfg:
-        from mmengine.registry import RUNNERS
-        runner = RUNNERS.build(cfg)
-    else:
-        runner = Runner.from_cfg(cfg)
-    check_inputs(runner)
-    runner.train()
+    train(merge_args(load_config(args), args))
     finish_distributed()
 
 

@@ -16,7 +16,9 @@ main_job = load_tool('tools/main_job.py')
 
 
 def test_help_shows_defaults_without_heavy_imports():
+    # python puts a script's folder first on sys.path: tools/_cli.py
     code = ('import sys; sys.argv = ["main_job.py", "--help"]\n'
+            'sys.path.insert(0, "tools")\n'
             'import runpy\n'
             'try:\n'
             '    runpy.run_path("tools/main_job.py", run_name="__main__")\n'
@@ -98,6 +100,29 @@ def test_training_config(fake_fmnist):
     ]
     assert (hook.feature_source, hook.bank_momentum, hook.bank_views) == \
         ('memory_bank', 0.5, 'all')
+
+
+def test_training_config_is_cfg_options():
+    """The main job's edits of a method's config are ``--cfg-options``:
+    ``tools/train.py`` given them builds the same config."""
+    cli = load_tool('tools/_cli.py')
+    train_tool = load_tool('tools/train.py')
+    args = main_job.parse_args([
+        '--epochs', '3', '--feature-source', 'memory_bank', '--cfg-options',
+        'train_dataloader.batch_size=32'
+    ])
+    for name in ('HIRL-SimSiam', 'DINO'):
+        config = osp.join(ROOT, main_job.METHODS[name])
+        options = main_job.run_options(
+            main_job.Config.fromfile(config), name, args, 2)
+        argv = [config, '--cfg-options'] + [
+            f'{key}={value}' for key, value in options.items()
+        ] + ['train_dataloader.batch_size=32']
+        train_args = cli.parse_args(train_tool.build_parser(), argv)
+        expected = train_tool.merge_args(
+            cli.load_config(train_args), train_args).to_dict()
+        expected.pop('launcher')
+        assert main_job.build_cfg(name, args, 2).to_dict() == expected
 
 
 def fake_run(method, seed, knn, nmi, tree=None):
@@ -394,7 +419,8 @@ def test_a_folder_run_reads_the_folder_everywhere(tmp_path, monkeypatch):
     write_folder(tmp_path / 'data')
     root = str(tmp_path / 'data')
     args = main_job.parse_args(['--data-root', root, '--work-dir', 'w'])
-    folder = main_job.Config.fromfile(osp.join(ROOT, main_job.FOLDER_CONFIG))
+    config = load_tool('tools/_image_folder.py').FOLDER_CONFIG
+    folder = main_job.Config.fromfile(osp.join(ROOT, config))
     for name in main_job.FOLDER_METHODS:
         cfg = main_job.build_cfg(name, args, seed=0)
         dataset = cfg.train_dataloader.dataset

@@ -16,7 +16,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from main_job import PAIRED_METRICS, fmt, mean_std, signed  # noqa: E402
+from _report import PAIRED_METRICS, fmt, mean_std, signed  # noqa: E402
 
 
 def runs_by_seed(path: str, method: str) -> dict:

@@ -23,10 +23,11 @@ import time
 import numpy as np
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+CONFIG = 'configs/hirl/hirl-simsiam_resnet18_1xb64-coslr-10e_fmnist.py'
 NUM_CLUSTERS = (100, 20, 5)
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__.split('\n')[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -45,7 +46,38 @@ def parse_args():
         type=int,
         default=3,
         help='k-means seeds per variant (seed s uses s + level per level)')
-    return parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def train_cfg(args):
+    """HIRL-SimSiam at the main job's budget (``--subset`` images, a cosine
+    schedule of ``--schedule-epochs``) stopped after ``--epochs``, before
+    its first clustering; ``--cfg-options`` as ``tools/train.py`` takes
+    them."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(ROOT, CONFIG))
+    schedule = args.schedule_epochs
+    options = {
+        'work_dir': osp.join(args.work_dir, f'hirl-simsiam_seed{args.seed}'),
+        'train_dataloader.dataset.subset_size': args.subset,
+        'train_cfg.max_epochs': args.epochs,
+        'param_scheduler.0.T_max': schedule,
+        'param_scheduler.0.end': schedule,
+        'randomness.seed': args.seed,
+        'default_hooks.logger.interval': 50,
+    }
+    hook, = [
+        i for i, h in enumerate(cfg.custom_hooks)
+        if h.type == 'HierarchicalPrototypeHook'
+    ]
+    options.update({
+        f'custom_hooks.{hook}.{key}': value
+        for key, value in (('warmup_epochs', schedule + 1), ('interval', 1),
+                           ('feature_source', 'extract'),
+                           ('bank_momentum', 0.), ('bank_views', 'first'))
+    })
+    cfg.merge_from_dict(options)
+    return cfg
 
 
 def features(args) -> dict:
@@ -55,20 +87,16 @@ def features(args) -> dict:
     if osp.isfile(cache):
         return dict(np.load(cache))
     sys.path.insert(0, osp.join(ROOT, 'tools'))
-    import main_job
+    from _cli import train
 
     import hirl_mm  # noqa: F401
     from hirl_mm.engine import extract_backbone_features, extract_features
-    job = main_job.parse_args([
-        '--work-dir', args.work_dir, '--subset',
-        str(args.subset), '--epochs',
-        str(args.schedule_epochs), '--warmup',
-        str(args.schedule_epochs + 1)
-    ])
-    cfg = main_job.build_cfg('HIRL-SimSiam', job, args.seed)
-    cfg.train_cfg.max_epochs = args.epochs  # stop where clustering starts
-    runner, _, seconds = main_job.train(cfg)
-    print(f'trained {args.epochs} epochs in {seconds:.0f} s', flush=True)
+    cfg = train_cfg(args)
+    start = time.time()
+    runner = train(cfg)
+    print(
+        f'trained {args.epochs} epochs in {time.time() - start:.0f} s',
+        flush=True)
     model = runner.model.eval()
     loader = dict(
         dataset=dict(cfg.train_dataloader.dataset, pipeline=cfg.feat_pipeline),

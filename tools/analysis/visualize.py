@@ -27,6 +27,7 @@ A picture that cannot be drawn is named with the reason.
 import argparse
 import os
 import os.path as osp
+import sys
 
 from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
@@ -34,8 +35,10 @@ from mmengine.runner import load_checkpoint
 from mmpretrain.registry import MODELS
 
 import hirl_mm
-from hirl_mm.visualization import (read_run_scalars, read_scalars,
-                                   visualize_hirl)
+from hirl_mm.visualization import read_run_scalars, read_scalars
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from _pictures import draw_pictures  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -100,7 +103,7 @@ def main(argv=None):
             osp.dirname(osp.abspath(args.checkpoint)), 'prototypes/')
     os.makedirs(args.work_dir, exist_ok=True)
     notes = {}
-    files = visualize_hirl(
+    files = draw_pictures(
         model.eval(),
         dict(cfg.train_dataloader.dataset, pipeline=pipeline),
         args.work_dir,

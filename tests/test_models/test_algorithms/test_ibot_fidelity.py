@@ -68,8 +68,8 @@ def reference_rule_masks(num, seed=0):
 
 
 def test_every_position_masked_as_often_as_the_reference_rule():
-    # issue 15, item 2: MMPretrain's BEiTMaskGenerator never masked the
-    # last row and column (0.000 over 2000 masks)
+    # the reference's randint includes both ends; MMPretrain's
+    # BEiTMaskGenerator never masks the last row and column
     np.random.seed(0)
     ours = random_block_masks(2000, GRID, (0.1, 0.5), prob=0.5).numpy()
     ref = reference_rule_masks(2000)

@@ -243,8 +243,7 @@ def test_prototype_selective_loss_against_reference():
 
 
 def test_top_level_rows_keep_only_their_own_positive():
-    # issue 15, item 1 (fixed): each query's row admits its own positive,
-    # never another query's (the rows used to share one expanded row)
+    # each query's row admits its own positive, never another query's
     targets = torch.tensor([0, 2])
     neg = prototype_negatives(targets, 4)
     q, cent = torch.eye(4)[:2], torch.eye(4)

@@ -162,12 +162,10 @@ def test_prototype_term_reference_values():
 
 
 def test_top_level_mask_after_the_write():
-    # issue 15, item 1: each query's row holds its own positive and the
-    # prototypes no query is assigned to, never another query's positive.
-    # Before the fix the top level shared one row, the positive write
-    # admitted every batch positive in every row and the term was the
-    # cross-entropy over all prototypes: 1.4303059243686018 (same script)
-    # instead of the reference's 0.46482510346108796.
+    # each query's row holds its own positive and the prototypes no query
+    # is assigned to, never another query's positive (one row shared by
+    # all queries would give 1.4303059243686018, not the reference's
+    # 0.46482510346108796; same script)
     q, k, queue, cent, conc, paths = hcsc_inputs()
     from hirl_mm.models.losses import prototype_negatives
     targets = torch.as_tensor(paths[:, 1])
