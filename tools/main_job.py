@@ -1,8 +1,10 @@
 """The README's main job: base SSL vs HIRL on embedded Fashion-MNIST.
 
 Trains MMPretrain's SimSiam and HIRL-SimSiam (ResNet-18, 32 px) on a seeded,
-class-balanced subset, prints the final losses and the prototype tree, then
-evaluates each final checkpoint through MMPretrain's test loop, as
+class-balanced subset, as ``tools/train.py METHOD_CONFIG --cfg-options ...``
+does (the job's settings are ``--cfg-options``, :func:`run_options`),
+prints the final losses and the prototype tree, then evaluates each final
+checkpoint through MMPretrain's test loop, as
 ``tools/test.py configs/downstream/knn/knn_resnet18_fmnist.py CKPT`` does:
 the registered ``KNNAccuracy`` (weighted kNN top-1, training subset as the
 memory bank) and ``ClusteringMetric`` (k-means NMI / AMI / ARI / Hungarian

@@ -225,15 +225,3 @@ def test_main_job_evaluates_as_before(method, tmp_path, fake_fmnist):
     assert set(row) == set(expected)
     for key, value in expected.items():
         assert row[key] == pytest.approx(value, abs=1e-6), key
-
-
-def test_finish_distributed_destroys_the_group(tmp_path):
-    """train.py / test.py end by destroying the process group."""
-    import torch.distributed as dist
-
-    from hirl_mm.utils import finish_distributed
-    dist.init_process_group(
-        'gloo', init_method=f'file://{tmp_path}/store', rank=0, world_size=1)
-    finish_distributed()
-    assert not dist.is_initialized()
-    finish_distributed()  # none: nothing to do
