@@ -1,4 +1,3 @@
-import gzip
 import os
 
 import numpy as np
@@ -32,16 +31,10 @@ def _data_cache(tmp_path_factory):
                           str(tmp_path_factory.mktemp('hirl_mm_data')))
 
 
-def write_idx(path, array):
-    header = bytes([0, 0, 8, array.ndim]) + np.array(
-        array.shape, dtype='>u4').tobytes()
-    with gzip.open(path, 'wb') as f:
-        f.write(header + array.astype(np.uint8).tobytes())
-
-
 @pytest.fixture
 def fake_fmnist(tmp_path):
     """A 40/20-image Fashion-MNIST in the original idx format."""
+    from toy import write_idx
     rng = np.random.RandomState(0)
     src = tmp_path / 'src'
     src.mkdir()

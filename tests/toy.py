@@ -1,7 +1,9 @@
 """Toy-size versions of the embedded configs, shared by the tests."""
+import gzip
 import json
 import os.path as osp
 
+import numpy as np
 import torch
 from mmengine.config import Config
 from mmengine.dist import all_reduce, get_rank
@@ -104,3 +106,11 @@ def batch_free(cfg: Config) -> Config:
         dict(type='PackInputs')
     ]
     return cfg
+
+
+def write_idx(path, array):
+    """Write ``array`` as a gzipped IDX file (the Fashion-MNIST format)."""
+    header = bytes([0, 0, 8, array.ndim]) + np.array(
+        array.shape, dtype='>u4').tobytes()
+    with gzip.open(path, 'wb') as f:
+        f.write(header + array.astype(np.uint8).tobytes())

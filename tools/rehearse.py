@@ -210,12 +210,12 @@ def stand_in_sync_bn():
     from mmengine.dist import get_world_size
     from mmengine.registry import MODELS
 
-    import hirl_mm.models.utils.norm_statistics as hirl_module
+    import hirl_mm.models.utils.norm_statistics as norm_statistics
     cls = STAND_INS['SyncBN']
     MODELS.register_module('SyncBN', module=cls, force=True)
-    across_ranks = hirl_module._across_ranks
-    hirl_module._across_ranks = lambda norm: across_ranks(norm) or (isinstance(
-        norm, cls) and get_world_size() > 1)
+    across_ranks = norm_statistics._across_ranks
+    norm_statistics._across_ranks = lambda norm: across_ranks(norm) or (
+        isinstance(norm, cls) and get_world_size() > 1)
 
 
 def stand_in_backbone(backbone_cfg: dict) -> dict:
@@ -547,15 +547,14 @@ def run_rank(rank, args, port, work_dir, resume, out):
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // args.world_size))
     meter = Meter()
     instrument_collectives(meter)
-    from mmengine.runner import Runner
+    from _cli import build_runner
 
     import hirl_mm  # noqa: F401  (registers the project's modules)
-    from hirl_mm.utils import finish_distributed, setup_cpu_distributed
+    from hirl_mm.utils import finish_distributed
     register_stand_ins()
     stand_in_sync_bn()
     cfg, meta = rehearsal_cfg(args, work_dir, resume)
-    setup_cpu_distributed(cfg)
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)  # tools/train.py's
     if any(isinstance(m, STAND_INS['SyncBN']) for m in runner.model.modules()):
         meta['stand_in_for'].append('SyncBN')
     runner.register_hook(make_phase_hook(meter, 2 if resume else 0))

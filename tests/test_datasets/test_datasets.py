@@ -2,7 +2,7 @@ import os.path as osp
 
 import numpy as np
 import pytest
-from conftest import write_idx
+from toy import write_idx
 
 from hirl_mm.datasets import (GeneratedDataset, HierarchicalFashionMNIST,
                               HierarchicalLabelsMixin, PhotoPatches,
