@@ -93,8 +93,7 @@ class HierarchicalPrototypeHook(Hook):
       ``'extract'``, split over the ranks; a bank that is empty (e.g.
       ``warmup_epochs=0``) falls back to ``'extract'`` for that clustering,
       with a log line. Use it when clustering often at scale (every epoch
-      at ImageNet size); how its trees compare with the re-embedding's is
-      measured in docs/results.md.
+      at ImageNet size).
 
       An epoch checkpoint saved at the end of a recording epoch (with
       ``bank_momentum > 0``, any epoch checkpoint) holds the bank
