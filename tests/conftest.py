@@ -24,6 +24,16 @@ def device():
     return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
 
 
+@pytest.fixture(autouse=True)
+def _default_scope():
+    """Each test starts in MMPretrain's registry scope and leaves none of its
+    own behind (a detection test's ``mmdet`` would build another
+    ``VisionTransformer`` in the next test)."""
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        yield
+
+
 @pytest.fixture(autouse=True, scope='session')
 def _data_cache(tmp_path_factory):
     """Embedded data sets are written under a per-session folder."""

@@ -464,14 +464,14 @@ def test_a_bank_of_another_world_size_is_re_embedded(gathered, tmp_path,
                                                      monkeypatch):
     from tiny_models import ChannelMeans, hook_runner
 
-    from hirl_mm.engine.hooks import prototype_hook
+    from hirl_mm.engine import prototype_features
     state = dict(gathered[0]['state'], num_samples=30)
     model = ChannelMeans([4, 2])
     hook, runner = hook_runner(
         model, tmp_path, epoch=1, feature_source='memory_bank')
     runner.logger, runner._resume = Logs(), True
     hook.after_load_checkpoint(runner, dict(memory_bank=state))
-    monkeypatch.setattr(prototype_hook, 'get_world_size', lambda: 3)
+    monkeypatch.setattr(prototype_features, 'get_world_size', lambda: 3)
     hook.before_train(runner)
     assert len(model.memory_bank) == 0
     assert any('recorded on 2 ranks from 30 images; this run has 3 ranks '
