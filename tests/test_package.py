@@ -158,13 +158,16 @@ _REGISTERED = {
         'PyramidPatches': dict(),
     },
 }
-# Data sets read or write data: they are built in tests/test_datasets/test_datasets.py and
-# tests/test_models/test_algorithms/test_ssprl.py; here only their registration is checked.
+# Data sets read or write data: they are built in
+# tests/test_datasets/test_datasets.py and
+# tests/test_models/test_algorithms/test_ssprl.py; here only their
+# registration is checked.
 _DATASETS = ('HierarchicalFashionMNIST', 'HierarchicalCIFAR10',
              'HierarchicalCIFAR100', 'PhotoPatches', 'KNNDataset',
              'PhotoMosaics', 'COCOMultiLabel')
 # Built from a config elsewhere: DINO / iBOT need a ViT teacher and student
-# (tests/test_models/test_algorithms/test_dino_ibot.py), SSPRL its pyramid (tests/test_models/test_algorithms/test_ssprl.py).
+# (tests/test_models/test_algorithms/test_dino_ibot.py), SSPRL its pyramid
+# (tests/test_models/test_algorithms/test_ssprl.py).
 _BUILT_ELSEWHERE = ('DINO', 'iBOT', 'SSPRL')
 
 

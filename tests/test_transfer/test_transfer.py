@@ -289,7 +289,8 @@ def test_dist_train_scripts_pass_the_checkpoint(tmp_path):
                          text=True,
                          check=True).stdout.split('\n')
     assert '--nproc_per_node=8' in out and 'pytorch' in out
-    # train.py --pretrained fills both init_cfgs (tests/test_tools/test_tools.py)
+    # train.py --pretrained fills both init_cfgs
+    # (tests/test_tools/test_tools.py)
     assert out[out.index('pytorch') + 1:][:4] == [
         '--pretrained',
         str(ckpt), '--cfg-options', 'train_cfg.max_epochs=1'

@@ -2,8 +2,8 @@
 
     bash tools/dev/gpu_check.sh [--cpu] [--out DIR] [--budget-s N]
 
-``tools/dev/gpu_check.sh`` installs the wheels of ``tools/dev/make_gpu_wheels.sh``
-and runs this script. Each step runs in its own process group, time-boxed,
+``tools/dev/gpu_check.sh`` installs the wheels of
+``tools/dev/make_gpu_wheels.sh`` and runs this script. Each step runs in its own process group, time-boxed,
 and ends ok, failed or skipped (with the reason) and its seconds; a failed
 step never stops the next ones, and the whole check ends inside
 ``--budget-s``:
