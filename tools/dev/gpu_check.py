@@ -3,10 +3,10 @@
     bash tools/dev/gpu_check.sh [--cpu] [--out DIR] [--budget-s N]
 
 ``tools/dev/gpu_check.sh`` installs the wheels of
-``tools/dev/make_gpu_wheels.sh`` and runs this script. Each step runs in its own process group, time-boxed,
-and ends ok, failed or skipped (with the reason) and its seconds; a failed
-step never stops the next ones, and the whole check ends inside
-``--budget-s``:
+``tools/dev/make_gpu_wheels.sh`` and runs this script. Each step runs in its
+own process group, time-boxed, and ends ok, failed or skipped (with the reason)
+and its seconds; a failed step never stops the next ones, and the whole check
+ends inside ``--budget-s``:
 
 1. ``data``: Fashion-MNIST written once under the work dir;
 2. ``tests``: the ``gpu``-marked unit tests (``pytest -m gpu``);
